@@ -1,0 +1,1 @@
+"""Kamailio BINRPC: a sans-IO codec, address parsing and an asyncio client."""

@@ -1,0 +1,30 @@
+# Shared set-up for the project's commands: a venv in .venv with the package installed.
+# Sourced by scripts/run.sh, scripts/test.sh and scripts/bench.sh; EXTRAS selects the pip extras.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+apt_install() {
+    # Installs Debian packages for the binaries named in "$@" (pairs: binary=package) when missing.
+    local missing=() pair
+    for pair in "$@"; do
+        command -v "${pair%%=*}" >/dev/null 2>&1 || missing+=("${pair#*=}")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+        echo "missing: ${missing[*]} (install them with apt-get as root)" >&2
+        return 0
+    fi
+    echo "installing Debian packages: ${missing[*]}" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv || {
+        apt_install "python3=python3-venv"
+        python3 -m venv .venv
+    }
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q -e ".${EXTRAS:-}"
