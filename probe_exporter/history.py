@@ -1,0 +1,66 @@
+"""Recent probes for the landing page and `/logs`, with failures kept longer than successes."""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .metrics import MetricFamily
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeRecord:
+    id: int
+    target: str
+    module: str
+    success: bool
+    stage: str | None
+    duration: float
+    # Kept as parts and rendered only when someone asks: most probes are never looked at.
+    log_lines: list[str]
+    families: list[MetricFamily]
+    settings_text: str
+
+
+class ProbeHistory:
+    """The last `limit` probes, plus up to `limit` failures pushed out by newer probes.
+
+    Memory stays bounded at about twice `limit` debug texts, and a flood of successes does not
+    hide the failure an operator came to look at.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._ids = itertools.count(1)
+        self._recent: deque[ProbeRecord] = deque()
+        self._failures: deque[ProbeRecord] = deque()
+
+    def add(self, target: str, module: str, success: bool, stage: str | None, duration: float,
+            log_lines: list[str], families: list[MetricFamily],
+            settings_text: str) -> ProbeRecord | None:
+        if self.limit <= 0:
+            return None
+        record = ProbeRecord(next(self._ids), target, module, success, stage, duration,
+                             log_lines, families, settings_text)
+        self._recent.append(record)
+        if len(self._recent) > self.limit:
+            dropped = self._recent.popleft()
+            if not dropped.success:
+                self._failures.append(dropped)
+                if len(self._failures) > self.limit:
+                    self._failures.popleft()
+        return record
+
+    def __iter__(self) -> Iterator[ProbeRecord]:
+        """Newest first: recent probes, then the older failures kept apart."""
+        yield from reversed(self._recent)
+        yield from reversed(self._failures)
+
+    def get(self, probe_id: int) -> ProbeRecord | None:
+        return next((r for r in self if r.id == probe_id), None)
+
+    def latest_for(self, target: str, module: str | None) -> ProbeRecord | None:
+        return next((r for r in self
+                     if r.target == target and (module is None or r.module == module)), None)

@@ -1,0 +1,210 @@
+"""Pooled BINRPC connections: reuse across probes, an idle TTL, and bounded totals.
+
+Kamailio serves every ctl client from one process and accepts at most 128 stream connections in
+total, never closing idle ones itself. So the pool keeps few connections per target (default 1,
+shared by concurrent probes, whose calls the connection serialises), closes connections left
+unused for `idle_ttl`, and closes the least recently used one when `max_connections` is reached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from cachetools import TTLCache
+
+from .binrpc.address import Address
+from .binrpc.client import Connection, connect
+from .binrpc.codec import DEFAULT_MAX_PACKET_SIZE
+
+log = logging.getLogger(__name__)
+
+PoolKey = tuple[Address, int]
+Connector = Callable[[Address, float], Awaitable[Connection]]
+
+
+@dataclass
+class PoolStats:
+    hits: int = 0
+    misses: int = 0
+    evictions: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    connection: Connection
+    reused: bool
+
+
+class _ConnectionCache(TTLCache[PoolKey, Connection]):
+    """A TTLCache that hands every connection it drops (expired or evicted) to `on_drop`."""
+
+    def __init__(self, maxsize: int, ttl: float, on_drop: Callable[[Connection], None]) -> None:
+        super().__init__(maxsize, ttl)
+        self._on_drop = on_drop
+
+    def expire(self, time: Any = None) -> Any:
+        expired = super().expire(time)
+        for _, connection in expired:
+            self._on_drop(connection)
+        return expired
+
+    def popitem(self) -> tuple[PoolKey, Connection]:
+        key, connection = super().popitem()
+        self._on_drop(connection)
+        return key, connection
+
+
+class ConnectionPool:
+    """Hands out pooled connections per target address; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        idle_ttl: float,
+        max_connections: int,
+        per_target: int,
+        max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
+        connector: Connector | None = None,
+    ) -> None:
+        self.per_target = per_target
+        self.stats = PoolStats()
+        self._max_packet_size = max_packet_size
+        self._connector = connector or self._connect
+        self._cache = _ConnectionCache(max_connections, idle_ttl, self._dropped)
+        self._leases: dict[Connection, int] = {}
+        self._connecting: dict[PoolKey, asyncio.Future[Connection]] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+        self._closed = False
+
+    async def _connect(self, address: Address, timeout: float) -> Connection:
+        return await connect(address, timeout=timeout, max_packet_size=self._max_packet_size)
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    def start(self) -> None:
+        """Starts closing idle connections in the background, even while no probe runs."""
+        if self._sweeper is None:
+            self._sweeper = asyncio.create_task(self._sweep())
+
+    async def _sweep(self) -> None:
+        interval = min(max(self._cache.ttl / 4, 0.05), 5.0)
+        while True:
+            await asyncio.sleep(interval)
+            self._cache.expire()
+
+    @contextlib.asynccontextmanager
+    async def lease(self, address: Address, *, timeout: float) -> AsyncIterator[Lease]:
+        """Yields a usable connection to `address`; connecting takes at most `timeout` seconds.
+
+        A connection that breaks while leased is dropped from the pool on release.
+        """
+        key, lease = await self._acquire(address, timeout)
+        self._leases[lease.connection] = self._leases.get(lease.connection, 0) + 1
+        try:
+            yield lease
+        finally:
+            self._release(key, lease.connection)
+
+    async def _acquire(self, address: Address, timeout: float) -> tuple[PoolKey, Lease]:
+        self._cache.expire()
+        shared: tuple[PoolKey, Connection] | None = None
+        free_slot: PoolKey | None = None
+        for index in range(self.per_target):
+            key = (address, index)
+            connection = self._cache.get(key)
+            if connection is not None and connection.usable:
+                if not self._leases.get(connection):
+                    self.stats.hits += 1
+                    return key, Lease(connection, reused=True)
+                if shared is None or self._leases[connection] < self._leases[shared[1]]:
+                    shared = (key, connection)
+            elif connection is not None:
+                self._forget(key, connection)
+                free_slot = free_slot or key
+            elif key in self._connecting:
+                continue
+            else:
+                free_slot = free_slot or key
+        if free_slot is not None:
+            self.stats.misses += 1
+            return free_slot, Lease(await self._open(free_slot, timeout), reused=False)
+        if shared is not None:
+            self.stats.hits += 1
+            return shared[0], Lease(shared[1], reused=True)
+        # Every slot is still connecting: wait for one of them rather than exceed the limit.
+        pending = [self._connecting[(address, index)] for index in range(self.per_target)]
+        done, _ = await asyncio.wait(
+            [asyncio.ensure_future(asyncio.shield(f)) for f in pending],
+            timeout=timeout,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        if not done:
+            raise TimeoutError(f"timed out waiting for a connection to {address}")
+        return await self._acquire(address, timeout)
+
+    async def _open(self, key: PoolKey, timeout: float) -> Connection:
+        future: asyncio.Future[Connection] = asyncio.get_running_loop().create_future()
+        self._connecting[key] = future
+        try:
+            connection = await self._connector(key[0], timeout)
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                future.set_exception(exc)
+                future.exception()  # retrieved here: waiters only need to know it finished
+            else:
+                future.cancel()
+            raise
+        finally:
+            del self._connecting[key]
+        future.set_result(connection)
+        self._cache[key] = connection
+        return connection
+
+    def _release(self, key: PoolKey, connection: Connection) -> None:
+        remaining = self._leases[connection] - 1
+        if remaining:
+            self._leases[connection] = remaining
+        else:
+            del self._leases[connection]
+        if not connection.usable:
+            self._forget(key, connection)
+        elif self._cache.get(key) is connection:
+            self._cache[key] = connection  # re-inserting restarts the idle TTL
+        elif not remaining:
+            self._close_later(connection)  # evicted while leased
+
+    def _forget(self, key: PoolKey, connection: Connection) -> None:
+        if self._cache.get(key) is connection:
+            del self._cache[key]
+        self._close_later(connection)
+
+    def _dropped(self, connection: Connection) -> None:
+        if not self._closed:
+            self.stats.evictions += 1
+        if not self._leases.get(connection):
+            self._close_later(connection)
+
+    def _close_later(self, connection: Connection) -> None:
+        task = asyncio.get_running_loop().create_task(connection.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def close(self) -> None:
+        """Closes every pooled connection and stops the sweeper."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+        self._closed = True
+        self._cache.expire()
+        while self._cache:
+            self._cache.popitem()  # hands the connection to _dropped, which closes it
+        await asyncio.gather(*self._closing, return_exceptions=True)

@@ -1,0 +1,370 @@
+"""One probe: one target, one deadline, every selected collector's RPCs pipelined on one connection.
+
+The probe never raises for a target's failure: it returns `kamailio_up 0` with the failed stage
+(`kamailio_probe_failure_info{stage}`), so that Prometheus keeps the probe's own metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import aiohttp
+from cachetools import TTLCache
+
+from .binrpc.address import Address
+from .binrpc.client import ConnectError, Connection, ConnectionLost, Reply
+from .binrpc.codec import Fault, ProtocolError
+from .collectors import COLLECTORS, Call, Collector, CollectorOptions
+from .collectors.merge import merge_exposition
+from .metrics import MetricFamily
+from .pool import ConnectionPool
+
+log = logging.getLogger("probe_exporter.probe")
+
+STAGES = ("resolve", "connect", "rpc", "decode", "timeout")
+LIST_METHODS = Call("system.listMethods")
+HTTP_SOURCES = ("xhttp_prom", "rtpengine_metrics")
+HTTP_BODY_LIMIT = 4 << 20
+
+# Families every probe emits, whatever its collectors (documented in METRICS.md).
+PROBE_FAMILIES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
+    ("kamailio_up", "gauge", "Whether Kamailio answered the probe's RPCs (1) or not (0).", ()),
+    ("kamailio_probe_duration_seconds", "gauge", "How long the probe took, in seconds.", ()),
+    ("kamailio_probe_timeout_seconds", "gauge",
+     "The probe's deadline in seconds (module or target timeout, or the scrape timeout less the "
+     "offset).", ()),
+    ("kamailio_probe_failure_info", "gauge",
+     "The stage at which a failed probe failed: resolve, connect, rpc, decode or timeout.",
+     ("stage",)),
+    ("kamailio_exporter_collector_success", "gauge",
+     "Whether a collector succeeded (1) or failed (0) in this probe.", ("collector",)),
+    ("kamailio_exporter_collector_duration_seconds", "gauge",
+     "Seconds from the start of the probe's RPCs until the collector's replies were in and "
+     "turned into metrics.", ("collector",)),
+    ("kamailio_exporter_merged_duplicates", "gauge",
+     "Samples dropped from a merged HTTP source because the exporter already emits their family.",
+     ("source",)),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeRequest:
+    """What to probe: the address (already allowed and resolved) and the effective settings."""
+
+    target: str
+    module: str
+    address: Address
+    collectors: tuple[Collector, ...]
+    options: CollectorOptions
+    timeout: float
+    http_sources: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ProbeResult:
+    families: list[MetricFamily]
+    success: bool
+    stage: str | None
+    duration: float
+    log_lines: list[str]
+
+
+class ProbeLog:
+    """The lines of one probe: forwarded to the exporter's log and kept for `debug=true`."""
+
+    def __init__(self, target: str, module: str, started: float) -> None:
+        self.lines: list[str] = []
+        self._extra = {"target": target, "probe_module": module}
+        self._started = started
+
+    def __call__(self, level: int, message: str) -> None:
+        self.lines.append(
+            f"{time.monotonic() - self._started:8.4f}s "
+            f"{logging.getLevelName(level).lower():5} {message}"
+        )
+        log.log(level, message, extra=self._extra)
+
+
+class _StageFailure(Exception):
+    def __init__(self, stage: str, message: str) -> None:
+        super().__init__(message)
+        self.stage = stage
+
+
+class Prober:
+    """Runs probes against pooled connections, remembering each target's RPC methods."""
+
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        http: aiohttp.ClientSession,
+        *,
+        methods_ttl: float = 600.0,
+        max_targets: int = 100_000,
+    ) -> None:
+        self.pool = pool
+        self._http = http
+        # Which RPCs each Kamailio offers (system.listMethods): learnt on every new connection,
+        # since a new connection often means a restarted Kamailio, perhaps with other modules.
+        self._methods: TTLCache[Address, frozenset[str]] = TTLCache(max_targets, methods_ttl)
+
+    async def probe(self, request: ProbeRequest, *, started: float | None = None) -> ProbeResult:
+        """Probes one target; `started` (time.monotonic) lets a caller count its own work too."""
+        started = time.monotonic() if started is None else started
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + request.timeout - (time.monotonic() - started)
+        plog = ProbeLog(request.target, request.module, started)
+        plog(logging.DEBUG, f"probing {request.address} with module {request.module!r}, "
+                            f"timeout {request.timeout:.3f}s")
+        http_tasks = {
+            source: asyncio.create_task(self._fetch(url, deadline))
+            for source, url in request.http_sources.items()
+        }
+        families: list[MetricFamily] = []
+        outcomes: list[tuple[str, bool, float]] = []
+        stage: str | None = None
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._run_collectors(request, deadline, plog, families, outcomes)
+        except _StageFailure as failure:
+            stage = failure.stage
+            plog(logging.ERROR, f"probe failed at stage {stage}: {failure}")
+        except TimeoutError:
+            stage = "timeout"
+            plog(logging.ERROR, f"probe failed at stage timeout: no complete answer within "
+                                f"{request.timeout:.3f}s")
+        merged_duplicates = await self._merge_http(http_tasks, deadline, plog, families, outcomes)
+        duration = time.monotonic() - started
+        families.extend(_probe_families(stage, duration, request.timeout, outcomes,
+                                        merged_duplicates))
+        if stage is None:
+            plog(logging.DEBUG, f"probe succeeded in {duration:.4f}s")
+        return ProbeResult(families, stage is None, stage, duration, plog.lines)
+
+    async def _run_collectors(
+        self,
+        request: ProbeRequest,
+        deadline: float,
+        plog: ProbeLog,
+        families: list[MetricFamily],
+        outcomes: list[tuple[str, bool, float]],
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        for attempt in (1, 2):
+            reused = False
+            try:
+                async with self.pool.lease(request.address,
+                                           timeout=max(deadline - loop.time(), 0.001)) as lease:
+                    reused = lease.reused
+                    plog(logging.DEBUG, ("reusing" if lease.reused else "opened")
+                         + f" connection to {request.address}")
+                    await self._collect(lease.connection, lease.reused, request, deadline,
+                                        plog, families, outcomes)
+                    return
+            except ConnectError as exc:
+                raise _StageFailure("connect", str(exc)) from exc
+            except ConnectionLost as exc:
+                # A pooled connection may predate a Kamailio restart: replace it once.
+                if attempt == 1 and reused:
+                    plog(logging.INFO, f"pooled connection lost ({exc}), reconnecting once")
+                    families.clear()
+                    outcomes.clear()
+                    continue
+                raise _StageFailure("rpc", str(exc)) from exc
+            except ProtocolError as exc:
+                raise _StageFailure("decode", str(exc)) from exc
+
+    async def _collect(
+        self,
+        connection: Connection,
+        reused: bool,
+        request: ProbeRequest,
+        deadline: float,
+        plog: ProbeLog,
+        families: list[MetricFamily],
+        outcomes: list[tuple[str, bool, float]],
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        options = request.options
+        methods = self._methods.get(request.address) if reused else None
+        collectors = [c for c in request.collectors if methods is None or c.methods & methods]
+        calls: list[Call] = [] if methods is not None else [LIST_METHODS]
+        spans: list[tuple[Collector, int, int]] = []
+        for collector in collectors:
+            collector_calls = collector.calls(options)
+            spans.append((collector, len(calls), len(calls) + len(collector_calls)))
+            calls.extend(collector_calls)
+
+        rpc_started = loop.time()
+        arrivals: list[float] = []
+        replies = await connection.call_many(
+            [(c.method, c.params) for c in calls], timeout=deadline - loop.time(),
+            arrivals=arrivals)
+        plog(logging.DEBUG, f"{len(calls)} RPCs answered in {loop.time() - rpc_started:.4f}s")
+        if methods is None:
+            methods = _methods_from(replies[0], plog)
+            self._methods[request.address] = methods
+
+        second_round: list[tuple[Collector, list[Call]]] = []
+        for collector, first, last in spans:
+            if not collector.methods & methods:
+                plog(logging.DEBUG, f"collector {collector.name}: module not loaded, skipped")
+                continue
+            collector_replies = replies[first:last]
+            more = collector.fallback(collector_replies, options) if collector.fallback else []
+            if more:
+                plog(logging.INFO, f"collector {collector.name}: falling back to "
+                                   f"{len(more)} RPCs ({_first_fault(collector_replies)})")
+                second_round.append((collector, more))
+                continue
+            ready = arrivals[last - 1] if last > first else rpc_started
+            self._run_one(collector, collector_replies, options, rpc_started, ready, plog,
+                          families, outcomes)
+
+        if second_round:
+            calls = [call for _, more in second_round for call in more]
+            arrivals = []
+            replies = await connection.call_many(
+                [(c.method, c.params) for c in calls], timeout=deadline - loop.time(),
+                arrivals=arrivals)
+            first = 0
+            for collector, more in second_round:
+                last = first + len(more)
+                self._run_one(collector, replies[first:last], options, rpc_started,
+                              arrivals[last - 1], plog, families, outcomes)
+                first = last
+
+    @staticmethod
+    def _run_one(
+        collector: Collector,
+        replies: Sequence[Reply],
+        options: CollectorOptions,
+        rpc_started: float,
+        ready: float,
+        plog: ProbeLog,
+        families: list[MetricFamily],
+        outcomes: list[tuple[str, bool, float]],
+    ) -> None:
+        collect_started = time.perf_counter()
+        try:
+            produced = collector.collect(replies, options)
+            ok = True
+        except Exception as exc:  # one collector's failure never drops the others' metrics
+            plog(logging.ERROR, f"collector {collector.name} failed: {exc}")
+            produced, ok = [], False
+        elapsed = (ready - rpc_started) + (time.perf_counter() - collect_started)
+        families.extend(produced)
+        outcomes.append((collector.name, ok, elapsed))
+        if not ok:
+            return
+        plog(logging.DEBUG, f"collector {collector.name}: {len(produced)} families")
+
+    async def _fetch(self, url: str, deadline: float) -> str:
+        timeout = aiohttp.ClientTimeout(total=max(deadline - asyncio.get_running_loop().time(),
+                                                  0.001))
+        async with self._http.get(url, timeout=timeout) as response:
+            if response.status != 200:
+                raise RuntimeError(f"HTTP {response.status} {response.reason}")
+            body = await response.content.read(HTTP_BODY_LIMIT + 1)
+            if len(body) > HTTP_BODY_LIMIT:
+                raise RuntimeError(f"body larger than {HTTP_BODY_LIMIT} bytes")
+            return body.decode("utf-8", errors="replace")
+
+    async def _merge_http(
+        self,
+        tasks: Mapping[str, asyncio.Task[str]],
+        deadline: float,
+        plog: ProbeLog,
+        families: list[MetricFamily],
+        outcomes: list[tuple[str, bool, float]],
+    ) -> dict[str, int]:
+        duplicates: dict[str, int] = {}
+        if not tasks:
+            return duplicates
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await asyncio.wait(tasks.values(), timeout=max(deadline - loop.time(), 0))
+        for source, task in tasks.items():
+            if not task.done():
+                task.cancel()
+                plog(logging.WARNING, f"{source}: no answer before the deadline")
+                outcomes.append((source, False, loop.time() - started))
+                continue
+            try:
+                text = task.result()
+                merged, dropped = merge_exposition(families, text)
+            except Exception as exc:  # reported as the source's failure, never the probe's
+                plog(logging.WARNING, f"{source}: {type(exc).__name__}: {exc}")
+                outcomes.append((source, False, loop.time() - started))
+                continue
+            families.extend(merged)
+            duplicates[source] = dropped
+            if dropped:
+                plog(logging.INFO, f"{source}: dropped {dropped} samples of families "
+                                   "the exporter already emits")
+            outcomes.append((source, True, loop.time() - started))
+        return duplicates
+
+
+def _methods_from(reply: Reply, plog: ProbeLog) -> frozenset[str]:
+    if isinstance(reply, Fault):
+        # Without the list, run every collector; a module that is not loaded answers with a
+        # FAULT that its collector reports.
+        plog(logging.WARNING, f"system.listMethods failed ({reply.code} {reply.message})")
+        return frozenset(m for c in COLLECTORS.values() for m in c.methods)
+    return frozenset(v for v in reply if isinstance(v, str))
+
+
+def _first_fault(replies: Sequence[Reply]) -> str:
+    for reply in replies:
+        if isinstance(reply, Fault):
+            return f"FAULT {reply.code} {reply.message}"
+    return "no fault"
+
+
+def failed_before_rpc(stage: str, reason: str, duration: float, timeout: float) -> ProbeResult:
+    """The result of a probe that failed before any RPC, e.g. a name that does not resolve."""
+    line = f"{duration:8.4f}s error probe failed at stage {stage}: {reason}"
+    return ProbeResult(_probe_families(stage, duration, timeout, (), {}), False, stage, duration,
+                       [line])
+
+
+def _probe_families(
+    stage: str | None,
+    duration: float,
+    timeout: float,
+    outcomes: Sequence[tuple[str, bool, float]],
+    merged_duplicates: Mapping[str, int],
+) -> list[MetricFamily]:
+    (up, duration_f, timeout_f, failure, success, collector_duration,
+     duplicates) = (MetricFamily(name, kind, help_, labels)  # type: ignore[arg-type]
+                    for name, kind, help_, labels in PROBE_FAMILIES)
+    up.add((), 0.0 if stage else 1.0)
+    duration_f.add((), duration)
+    timeout_f.add((), timeout)
+    result = [up, duration_f, timeout_f]
+    if stage:
+        failure.add((stage,), 1.0)
+        result.append(failure)
+    if outcomes:
+        for name, ok, seconds in outcomes:
+            success.add((name,), 1.0 if ok else 0.0)
+            collector_duration.add((name,), seconds)
+        result += [success, collector_duration]
+    if merged_duplicates:
+        for source, count in merged_duplicates.items():
+            duplicates.add((source,), float(count))
+        result.append(duplicates)
+    return result
+
+
+def expand_collectors(names: Sequence[str]) -> tuple[Collector, ...]:
+    """The collectors a module names, "all" meaning every one, in registry order."""
+    if "all" in names:
+        return tuple(COLLECTORS.values())
+    wanted = set(names)
+    return tuple(c for name, c in COLLECTORS.items() if name in wanted)
