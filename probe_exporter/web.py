@@ -86,6 +86,7 @@ class Exporter:
         self.settings = settings
         self.config: Config | None = None
         self.pool: ConnectionPool | None = None
+        self._pool_settings: dict[str, float | int] = {}
         self.prober: Prober | None = None
         self.http: aiohttp.ClientSession | None = None
         self.history = ProbeHistory(settings.history_limit)
@@ -134,7 +135,7 @@ class Exporter:
 
     def _apply(self, config: Config) -> None:
         assert self.http is not None
-        pool_settings = {
+        pool_settings: dict[str, float | int] = {
             "idle_ttl": config.pool.idle_ttl,
             "max_connections": config.pool.max_connections,
             "per_target": config.pool.per_target,
