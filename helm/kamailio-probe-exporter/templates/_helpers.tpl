@@ -1,0 +1,92 @@
+{{/* Names: 63 characters at most, the DNS label limit. */}}
+{{- define "kamailio-probe-exporter.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "kamailio-probe-exporter.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "kamailio-probe-exporter.namespace" -}}
+{{- default .Release.Namespace .Values.namespaceOverride -}}
+{{- end -}}
+
+{{- define "kamailio-probe-exporter.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "kamailio-probe-exporter.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "kamailio-probe-exporter.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "kamailio-probe-exporter.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end -}}
+{{- end -}}
+
+{{- define "kamailio-probe-exporter.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "kamailio-probe-exporter.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "kamailio-probe-exporter.image" -}}
+{{- $repository := .Values.image.repository -}}
+{{- with .Values.image.registry -}}
+{{- $repository = printf "%s/%s" . $repository -}}
+{{- end -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" $repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Where the pod finds its files: one projected volume holds them all. */}}
+{{- define "kamailio-probe-exporter.configDir" -}}
+/etc/kamailio-probe-exporter
+{{- end -}}
+
+{{- define "kamailio-probe-exporter.scheme" -}}
+{{- if and .Values.webConfig.enabled .Values.webConfig.tls.enabled -}}https{{- else -}}http{{- end -}}
+{{- end -}}
+
+{{/* host:port of the Service, as Prometheus reaches it. */}}
+{{- define "kamailio-probe-exporter.serviceAddress" -}}
+{{- printf "%s.%s.svc:%d" (include "kamailio-probe-exporter.fullname" .) (include "kamailio-probe-exporter.namespace" .) (int .Values.service.port) -}}
+{{- end -}}
+
+{{/* The web config file: the user's, plus tls_server_config for the mounted TLS Secret. */}}
+{{- define "kamailio-probe-exporter.webConfig" -}}
+{{- $config := deepCopy .Values.webConfig.config -}}
+{{- if and .Values.webConfig.tls.enabled .Values.webConfig.tls.secretName (not (hasKey $config "tls_server_config")) -}}
+{{- $dir := include "kamailio-probe-exporter.configDir" . -}}
+{{- $_ := set $config "tls_server_config" (dict "cert_file" (printf "%s/tls/tls.crt" $dir) "key_file" (printf "%s/tls/tls.key" $dir)) -}}
+{{- end -}}
+{{- toYaml $config -}}
+{{- end -}}
+
+{{/* Settings shared by the ServiceMonitor, the Probe and the ScrapeConfig. */}}
+{{- define "kamailio-probe-exporter.scrapeClient" -}}
+{{- with .Values.scrapeClient.tlsConfig }}
+tlsConfig:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.scrapeClient.basicAuth }}
+basicAuth:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
