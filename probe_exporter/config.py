@@ -234,6 +234,9 @@ def parse_config(text: str, source: str = "<string>") -> Config:
         position = _TOML_POSITION.search(str(exc))
         raise ConfigError(f"{source}: {exc}",
                           line=int(position.group(1)) if position else None) from None
+    except RecursionError:
+        # tomllib recurses once per level of nested arrays or inline tables.
+        raise ConfigError(f"{source}: arrays or inline tables nested too deeply") from None
     try:
         return _build(document, hashlib.sha256(text.encode("utf-8")).hexdigest())
     except _Invalid as exc:

@@ -127,16 +127,18 @@ class Prober:
         families: list[MetricFamily] = []
         outcomes: list[tuple[str, bool, float]] = []
         stage: str | None = None
+        leased: list[Connection] = []  # the connections tried, to say how far a timeout got
         try:
             async with asyncio.timeout_at(deadline):
-                await self._run_collectors(request, deadline, plog, families, outcomes)
+                await self._run_collectors(request, deadline, plog, families, outcomes, leased)
         except _StageFailure as failure:
             stage = failure.stage
             plog(logging.ERROR, f"probe failed at stage {stage}: {failure}")
         except TimeoutError:
             stage = "timeout"
+            progress = leased[-1].progress if leased else "no connection yet"
             plog(logging.ERROR, f"probe failed at stage timeout: no complete answer within "
-                                f"{request.timeout:.3f}s")
+                                f"{request.timeout:.3f}s ({progress})")
         merged_duplicates = await self._merge_http(http_tasks, deadline, plog, families, outcomes)
         duration = time.monotonic() - started
         families.extend(_probe_families(stage, duration, request.timeout, outcomes,
@@ -152,6 +154,7 @@ class Prober:
         plog: ProbeLog,
         families: list[MetricFamily],
         outcomes: list[tuple[str, bool, float]],
+        leased: list[Connection],
     ) -> None:
         loop = asyncio.get_running_loop()
         for attempt in (1, 2):
@@ -160,6 +163,7 @@ class Prober:
                 async with self.pool.lease(request.address,
                                            timeout=max(deadline - loop.time(), 0.001)) as lease:
                     reused = lease.reused
+                    leased.append(lease.connection)
                     plog(logging.DEBUG, ("reusing" if lease.reused else "opened")
                          + f" connection to {request.address}")
                     await self._collect(lease.connection, lease.reused, request, deadline,

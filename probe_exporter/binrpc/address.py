@@ -51,6 +51,9 @@ _PROTOCOLS: dict[str, Transport] = {
 _HOSTNAME = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_.])?")
 _PROTOCOL_LIKE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 _WHITESPACE = re.compile(r"\s")
+# The zone of a scoped IPv6 literal is a Linux interface name (1-15 bytes, no '/', ':' or
+# whitespace) or index; brackets and '%' would make the canonical form ambiguous.
+_ZONE = re.compile(r"[!-~]{1,15}")
 
 
 class AddressError(ValueError):
@@ -151,9 +154,13 @@ def _parse_host_port(rest: str, text: str) -> tuple[str, int]:
         if not bracket:
             raise AddressError(f"missing ']' after the IPv6 literal in {text!r}")
         try:
-            host = ipaddress.IPv6Address(literal).compressed
+            ip = ipaddress.IPv6Address(literal)
         except ValueError:
             raise AddressError(f"bad IPv6 literal {literal!r} in {text!r}") from None
+        zone = ip.scope_id
+        if zone is not None and (not _ZONE.fullmatch(zone) or any(c in zone for c in "/:%[]")):
+            raise AddressError(f"bad IPv6 zone {zone!r} in {text!r} (an interface name)")
+        host = ip.compressed
         if tail and not tail.startswith(":"):
             raise AddressError(f"expected ':PORT' after ']' in {text!r}")
         port_text: str | None = tail[1:] if tail else None

@@ -132,13 +132,22 @@ class _ReplyProtocol(asyncio.Protocol):
             self.closed.set_result(None)
 
     def _lost_message(self, reason: str) -> str:
-        if self.answered or self._waiter is None:
+        if self._waiter is None:
             return f"{self.address}: connection lost ({reason})"
+        if self.answered or self.reader.buffered:
+            return f"{self.address}: connection lost ({reason}) with {self.progress()}"
         # Kamailio accepts and at once closes stream connections beyond its limit of 128.
         return (
             f"{self.address}: connection lost ({reason}) before the first reply"
             " (Kamailio at its limit of 128 ctl connections, or shutting down?)"
         )
+
+    def progress(self) -> str:
+        """How far the current (or last) batch got: says a silent peer from a slow one."""
+        received = f"{len(self._packets)} of {len(self._cookies)} replies"
+        if self.reader.buffered:
+            received += f" and {self.reader.buffered} bytes of the next"
+        return f"{received} received"
 
     def fail(self, error: BinRpcError) -> None:
         """Marks the connection broken (the first reason sticks), wakes the waiter, closes."""
@@ -179,6 +188,11 @@ class Connection(abc.ABC):
     def usable(self) -> bool:
         """False once the connection broke or was closed; it is then never used again."""
         return not self._closed and self._protocol.failure is None
+
+    @property
+    def progress(self) -> str:
+        """How many replies (and bytes of the next) the current or last batch received."""
+        return self._protocol.progress()
 
     async def call(self, method: str, *params: Param, timeout: float | None = None) -> list[Value]:
         """One RPC; returns its top-level values, raises Fault for a FAULT reply."""
@@ -222,6 +236,8 @@ class Connection(abc.ABC):
                         replies.append(fault)
             except TimeoutError:
                 message = f"{self.address}: no reply within {limit:g} s"
+                if self._protocol.answered or self._protocol.reader.buffered:
+                    message = f"{message} ({self._protocol.progress()})"
                 self._protocol.fail(ConnectionLost(message))
                 raise TimeoutError(message) from None
             except BinRpcError as exc:

@@ -1,0 +1,73 @@
+"""dlg.stats_active and dlg.profile_get_size: dialogs by state, and per dialog profile.
+
+The names of the dlg.stats_active families are those of the voiplens and florentchauveau
+exporters. dlg.profile_get_size is asked once per profile of the module's options.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..binrpc.codec import Fault
+from ..metrics import FamilyInfo, MetricFamily
+from .base import (
+    Call,
+    Collector,
+    CollectorError,
+    CollectorOptions,
+    Reply,
+    fault_error,
+    fields,
+    int_field,
+    single_struct,
+)
+
+SOURCE = "dlg.stats_active"
+
+
+def _state(field: str, help_: str) -> FamilyInfo:
+    return FamilyInfo(f"kamailio_dlg_stats_active_{field}", "gauge", help_, (), SOURCE)
+
+
+STARTING = _state("starting", "Dialogs not confirmed yet (no reply)")
+CONNECTING = _state("connecting", "Dialogs in the early state (provisional reply)")
+ANSWERING = _state("answering", "Dialogs answered but not acknowledged")
+ONGOING = _state("ongoing", "Dialogs confirmed (answered and acknowledged)")
+ALL = _state("all", "Dialogs in any of these states")
+PROFILE_SIZE = FamilyInfo(
+    "kamailio_dlg_profile_size", "gauge", "Dialogs in a dialog profile", ("profile",),
+    "dlg.profile_get_size <profile>", "one RPC per profile listed in the module's options",
+)
+FAMILIES = (STARTING, CONNECTING, ANSWERING, ONGOING, ALL, PROFILE_SIZE)
+_FIELDS = ((STARTING, "starting"), (CONNECTING, "connecting"), (ANSWERING, "answering"),
+           (ONGOING, "ongoing"), (ALL, "all"))
+
+
+def _calls(options: CollectorOptions) -> list[Call]:
+    return [Call("dlg.stats_active"),
+            *(Call("dlg.profile_get_size", (profile,)) for profile in options.dialog_profiles)]
+
+
+def _collect(replies: Sequence[Reply], options: CollectorOptions) -> list[MetricFamily]:
+    values = fields(single_struct(replies[0], SOURCE))
+    families = []
+    for info, field in _FIELDS:
+        family = info.family()
+        family.samples.append(((), int_field(values, field, SOURCE)))
+        families.append(family)
+    sizes = PROFILE_SIZE.family()
+    for profile, reply in zip(options.dialog_profiles, replies[1:], strict=True):
+        method = f"dlg.profile_get_size {profile}"
+        if isinstance(reply, Fault):  # 404 for a profile the config does not declare
+            raise fault_error(method, reply)
+        if len(reply) != 1 or type(reply[0]) is not int:
+            raise CollectorError(f"{method}: expected one INT, got {reply!r}")
+        sizes.samples.append(((profile,), reply[0] & 0xFFFFFFFF))
+    if sizes.samples:
+        families.append(sizes)
+    return families
+
+
+COLLECTOR = Collector(
+    "dialog", frozenset({"dlg.stats_active"}), _calls, _collect, families=FAMILIES
+)

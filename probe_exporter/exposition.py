@@ -1,0 +1,204 @@
+"""Rendering of metric families: Prometheus text 0.0.4 and OpenMetrics 1.0.0.
+
+Built for a probe's few hundred samples per request: per family name, the header and a `%`
+template with the sample name and label names are built once and cached; each sample is one
+`%` with its label values (escaped only when they need it) and value, and the output is joined
+once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from .metrics import SUFFIXED_TYPES, MetricFamily
+
+__all__ = [
+    "CONTENT_TYPE_OPENMETRICS",
+    "CONTENT_TYPE_TEXT",
+    "format_value",
+    "negotiate",
+    "render_openmetrics",
+    "render_text",
+]
+
+CONTENT_TYPE_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+CONTENT_TYPE_OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+
+Renderer = Callable[[Iterable[MetricFamily]], bytes]
+
+_SPECIAL_VALUES = {"inf": "+Inf", "-inf": "-Inf", "nan": "NaN"}
+_OM_TYPES = {"untyped": "unknown"}
+
+
+class _Layout:
+    """What a family renders as, apart from its samples: built once per family name."""
+
+    __slots__ = ("header", "help", "labelnames", "sample_name", "templates", "type")
+
+    def __init__(self, type_: str, help_: str, labelnames: tuple[str, ...], header: str,
+                 sample_name: str) -> None:
+        self.type = type_
+        self.help = help_
+        self.labelnames = labelnames
+        self.header = header
+        self.sample_name = sample_name
+        # `name{a="%s",b="%s"} %s\n` per sample name (a histogram has three)
+        self.templates: dict[str, str] = {}
+
+    def template(self, sample_name: str, labelnames: tuple[str, ...]) -> str:
+        template = self.templates.get(sample_name)
+        if template is None:
+            if labelnames:
+                labels = ",".join(f'{label}="%s"' for label in labelnames)
+                template = f"{sample_name}{{{labels}}} %s\n"
+            else:
+                template = f"{sample_name} %s\n"
+            self.templates[sample_name] = template
+        return template
+
+
+# Layouts by family name, one cache per format: families are built anew for every probe but
+# their names repeat. A cache is cleared when it grows past the limit.
+_CACHE_LIMIT = 20_000
+_text_layouts: dict[str, _Layout] = {}
+_om_layouts: dict[str, _Layout] = {}
+
+
+def format_value(value: float) -> str:
+    """A sample value as Prometheus parses it: ints without a fraction, +Inf, -Inf, NaN."""
+    if value.__class__ is int:
+        return str(value)
+    if isinstance(value, int):  # bool and other int subclasses
+        return str(int(value))
+    text = repr(float(value))
+    return _SPECIAL_VALUES.get(text, text)
+
+
+def _escape_label_value(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _text_layout(family: MetricFamily) -> _Layout:
+    layout = _text_layouts.get(family.name)
+    if (layout is None or layout.type != family.type or layout.help != family.help
+            or layout.labelnames != family.labelnames):
+        name = family.name
+        help_line = ""
+        if family.help:
+            escaped = family.help.replace("\\", "\\\\").replace("\n", "\\n")
+            help_line = f"# HELP {name} {escaped}\n"
+        layout = _Layout(family.type, family.help, family.labelnames,
+                         f"{help_line}# TYPE {name} {family.type}\n", name)
+        if len(_text_layouts) >= _CACHE_LIMIT:
+            _text_layouts.clear()
+        _text_layouts[name] = layout
+    return layout
+
+
+def _om_layout(family: MetricFamily) -> _Layout:
+    layout = _om_layouts.get(family.name)
+    if (layout is None or layout.type != family.type or layout.help != family.help
+            or layout.labelnames != family.labelnames):
+        name = sample_name = family.name
+        if family.type == "counter":
+            name = name[:-6] if name.endswith("_total") else name
+            sample_name = name + "_total"
+        help_line = ""
+        if family.help:
+            escaped = (family.help.replace("\\", "\\\\").replace("\n", "\\n")
+                       .replace('"', '\\"'))
+            help_line = f"# HELP {name} {escaped}\n"
+        type_ = _OM_TYPES.get(family.type, family.type)
+        layout = _Layout(family.type, family.help, family.labelnames,
+                         f"{help_line}# TYPE {name} {type_}\n", sample_name)
+        if len(_om_layouts) >= _CACHE_LIMIT:
+            _om_layouts.clear()
+        _om_layouts[family.name] = layout
+    return layout
+
+
+def _render_samples(
+    out: list[str], template: str, width: int, samples: list[tuple[tuple[str, ...], float]]
+) -> None:
+    """One line per sample; `width` is the number of labels."""
+    append = out.append
+    value: object
+    if width == 0:
+        for _, value in samples:
+            if value.__class__ is not int:
+                value = format_value(value)
+            append(template % value)
+    elif width == 1:
+        for values, value in samples:
+            first = values[0]
+            if "\\" in first or '"' in first or "\n" in first:
+                first = _escape_label_value(first)
+            if value.__class__ is not int:
+                value = format_value(value)
+            append(template % (first, value))
+    else:
+        for values, value in samples:
+            joined = "".join(values)
+            if "\\" in joined or '"' in joined or "\n" in joined:
+                values = tuple(map(_escape_label_value, values))
+            if value.__class__ is not int:
+                value = format_value(value)
+            append(template % (*values, value))
+
+
+def _render_family(out: list[str], family: MetricFamily, layout: _Layout) -> None:
+    out.append(layout.header)
+    labelnames = family.labelnames
+    suffixes = family.suffixes
+    if suffixes is None or family.type not in SUFFIXED_TYPES:
+        template = layout.template(layout.sample_name, labelnames)
+        _render_samples(out, template, len(labelnames), family.samples)
+        return
+    # histogram and summary: `le`/`quantile` (the last label) only where the suffix has it
+    bucket_suffix = "_bucket" if family.type == "histogram" else ""
+    for suffix, sample in zip(suffixes, family.samples, strict=True):
+        sample_name = family.name + suffix
+        if suffix == bucket_suffix:
+            template = layout.template(sample_name, labelnames)
+            _render_samples(out, template, len(labelnames), [sample])
+        else:
+            template = layout.template(sample_name, labelnames[:-1])
+            _render_samples(out, template, len(labelnames) - 1, [(sample[0][:-1], sample[1])])
+
+
+def render_text(families: Iterable[MetricFamily]) -> bytes:
+    """Prometheus text format 0.0.4."""
+    out: list[str] = []
+    for family in families:
+        _render_family(out, family, _text_layout(family))
+    return "".join(out).encode()
+
+
+def render_openmetrics(families: Iterable[MetricFamily]) -> bytes:
+    """OpenMetrics 1.0.0: counters are named without `_total`, their samples with it."""
+    out: list[str] = []
+    for family in families:
+        if not family.text_format_only:
+            _render_family(out, family, _om_layout(family))
+    out.append("# EOF\n")
+    return "".join(out).encode()
+
+
+def negotiate(accept: str | None) -> tuple[Renderer, str]:
+    """The renderer and Content-Type for an Accept header, as prometheus_client chooses.
+
+    OpenMetrics when `application/openmetrics-text` is accepted without a version or with a
+    1.x version (quality values are not weighed), text 0.0.4 otherwise.
+    """
+    for accepted in (accept or "").split(","):
+        media_type, *params = accepted.split(";")
+        if media_type.strip() != "application/openmetrics-text":
+            continue
+        version = ""
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip() == "version":
+                version = value.strip()
+        if not version or version.split(".")[0] == "1":
+            return render_openmetrics, CONTENT_TYPE_OPENMETRICS
+    return render_text, CONTENT_TYPE_TEXT
