@@ -24,6 +24,7 @@ __all__ = [
     "fault_error",
     "fields",
     "int_field",
+    "int_field_families",
     "nonempty",
     "single_struct",
     "str_field",
@@ -117,6 +118,19 @@ def count(value: Value | None, name: str, method: str) -> int:
     if type(value) is float:
         return int(value)
     raise CollectorError(f"{method}: field {name!r} is not a number ({value!r})")
+
+
+def int_field_families(
+    reply: Reply, method: str, field_families: Sequence[tuple[FamilyInfo, str]]
+) -> list[MetricFamily]:
+    """One unlabelled family per INT field of a reply that is a single struct."""
+    values = fields(single_struct(reply, method))
+    families = []
+    for info, name in field_families:
+        family = info.family()
+        family.samples.append(((), int_field(values, name, method)))
+        families.append(family)
+    return families
 
 
 def nonempty(families: Sequence[MetricFamily]) -> list[MetricFamily]:

@@ -17,9 +17,7 @@ from .base import (
     CollectorOptions,
     Reply,
     fault_error,
-    fields,
-    int_field,
-    single_struct,
+    int_field_families,
 )
 
 SOURCE = "dlg.stats_active"
@@ -49,12 +47,7 @@ def _calls(options: CollectorOptions) -> list[Call]:
 
 
 def _collect(replies: Sequence[Reply], options: CollectorOptions) -> list[MetricFamily]:
-    values = fields(single_struct(replies[0], SOURCE))
-    families = []
-    for info, field in _FIELDS:
-        family = info.family()
-        family.samples.append(((), int_field(values, field, SOURCE)))
-        families.append(family)
+    families = int_field_families(replies[0], SOURCE, _FIELDS)
     sizes = PROFILE_SIZE.family()
     for profile, reply in zip(options.dialog_profiles, replies[1:], strict=True):
         method = f"dlg.profile_get_size {profile}"

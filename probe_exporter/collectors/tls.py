@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..metrics import FamilyInfo, MetricFamily
-from .base import Call, Collector, CollectorOptions, Reply, fields, int_field, single_struct
+from .base import Call, Collector, CollectorOptions, Reply, int_field_families
 
 SOURCE = "tls.info"
 MAX_CONNECTIONS = FamilyInfo(
@@ -33,13 +33,7 @@ def _calls(options: CollectorOptions) -> list[Call]:
 
 
 def _collect(replies: Sequence[Reply], options: CollectorOptions) -> list[MetricFamily]:
-    values = fields(single_struct(replies[0], SOURCE))
-    families = []
-    for info, field in _FIELDS:
-        family = info.family()
-        family.samples.append(((), int_field(values, field, SOURCE)))
-        families.append(family)
-    return families
+    return int_field_families(replies[0], SOURCE, _FIELDS)
 
 
 COLLECTOR = Collector("tls", frozenset({"tls.info"}), _calls, _collect, families=FAMILIES)
