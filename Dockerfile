@@ -9,7 +9,7 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY probe_exporter ./probe_exporter
 RUN pip wheel --wheel-dir /wheels . \
     && python -m venv /opt/kamailio-probe-exporter \

@@ -26,5 +26,9 @@ if [ ! -x .venv/bin/python ]; then
         python3 -m venv .venv
     }
 fi
-.venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e ".${EXTRAS:-}"
+# pip's output goes to a log, shown only when the install fails.
+if ! { .venv/bin/python -m pip install -q --upgrade pip &&
+       .venv/bin/python -m pip install -q -e ".${EXTRAS:-}"; } >.venv/pip.log 2>&1; then
+    cat .venv/pip.log >&2
+    exit 1
+fi
