@@ -20,35 +20,38 @@ from .binrpc.client import ConnectError, Connection, ConnectionLost, Reply
 from .binrpc.codec import Fault, ProtocolError
 from .collectors import COLLECTORS, Call, Collector, CollectorOptions
 from .collectors.merge import merge_exposition
-from .metrics import MetricFamily
+from .metrics import FamilyInfo, MetricFamily
 from .pool import ConnectionPool
 
 log = logging.getLogger("probe_exporter.probe")
 
 STAGES = ("resolve", "connect", "rpc", "decode", "timeout")
 LIST_METHODS = Call("system.listMethods")
-HTTP_SOURCES = ("xhttp_prom", "rtpengine_metrics")
 HTTP_BODY_LIMIT = 4 << 20
 
 # Families every probe emits, whatever its collectors (documented in METRICS.md).
-PROBE_FAMILIES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
-    ("kamailio_up", "gauge", "Whether Kamailio answered the probe's RPCs (1) or not (0).", ()),
-    ("kamailio_probe_duration_seconds", "gauge", "How long the probe took, in seconds.", ()),
-    ("kamailio_probe_timeout_seconds", "gauge",
-     "The probe's deadline in seconds (module or target timeout, or the scrape timeout less the "
-     "offset).", ()),
-    ("kamailio_probe_failure_info", "gauge",
-     "The stage at which a failed probe failed: resolve, connect, rpc, decode or timeout.",
-     ("stage",)),
-    ("kamailio_exporter_collector_success", "gauge",
-     "Whether a collector succeeded (1) or failed (0) in this probe.", ("collector",)),
-    ("kamailio_exporter_collector_duration_seconds", "gauge",
-     "Seconds from the start of the probe's RPCs until the collector's replies were in and "
-     "turned into metrics.", ("collector",)),
-    ("kamailio_exporter_merged_duplicates", "gauge",
-     "Samples dropped from a merged HTTP source because the exporter already emits their family.",
-     ("source",)),
-)
+UP = FamilyInfo("kamailio_up", "gauge",
+                "Whether Kamailio answered the probe's RPCs (1) or not (0).", (), "probe")
+DURATION = FamilyInfo("kamailio_probe_duration_seconds", "gauge",
+                      "How long the probe took, in seconds.", (), "probe")
+TIMEOUT = FamilyInfo("kamailio_probe_timeout_seconds", "gauge",
+                     "The probe's deadline in seconds (module or target timeout, or the scrape "
+                     "timeout less the offset).", (), "probe")
+FAILURE = FamilyInfo("kamailio_probe_failure_info", "gauge",
+                     "The stage at which a failed probe failed: resolve, connect, rpc, decode or "
+                     "timeout.", ("stage",), "probe")
+COLLECTOR_SUCCESS = FamilyInfo("kamailio_exporter_collector_success", "gauge",
+                               "Whether a collector succeeded (1) or failed (0) in this probe.",
+                               ("collector",), "probe")
+COLLECTOR_DURATION = FamilyInfo("kamailio_exporter_collector_duration_seconds", "gauge",
+                                "Seconds from the start of the probe's RPCs until the "
+                                "collector's replies were in and turned into metrics.",
+                                ("collector",), "probe")
+MERGED_DUPLICATES = FamilyInfo("kamailio_exporter_merged_duplicates", "gauge",
+                               "Samples dropped from a merged HTTP source because the exporter "
+                               "already emits their family.", ("source",), "probe")
+PROBE_FAMILIES = (UP, DURATION, TIMEOUT, FAILURE, COLLECTOR_SUCCESS, COLLECTOR_DURATION,
+                  MERGED_DUPLICATES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,94 +110,90 @@ class Prober:
         max_targets: int = 100_000,
     ) -> None:
         self.pool = pool
-        self._http = http
+        self.http = http
         # Which RPCs each Kamailio offers (system.listMethods): learnt on every new connection,
         # since a new connection often means a restarted Kamailio, perhaps with other modules.
-        self._methods: TTLCache[Address, frozenset[str]] = TTLCache(max_targets, methods_ttl)
+        self.methods: TTLCache[Address, frozenset[str]] = TTLCache(max_targets, methods_ttl)
 
     async def probe(self, request: ProbeRequest, *, started: float | None = None) -> ProbeResult:
         """Probes one target; `started` (time.monotonic) lets a caller count its own work too."""
-        started = time.monotonic() if started is None else started
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + request.timeout - (time.monotonic() - started)
-        plog = ProbeLog(request.target, request.module, started)
+        return await _ProbeRun(self, request,
+                               time.monotonic() if started is None else started).run()
+
+
+class _ProbeRun:
+    """The state of one probe while it runs."""
+
+    def __init__(self, prober: Prober, request: ProbeRequest, started: float) -> None:
+        self.prober = prober
+        self.request = request
+        self.started = started
+        self.loop = asyncio.get_running_loop()
+        self.deadline = self.loop.time() + request.timeout - (time.monotonic() - started)
+        self.log = ProbeLog(request.target, request.module, started)
+        self.families: list[MetricFamily] = []
+        # (collector or HTTP source, succeeded, seconds)
+        self.outcomes: list[tuple[str, bool, float]] = []
+        self.connection: Connection | None = None  # the last one tried: how far did it get?
+
+    def remaining(self) -> float:
+        return max(self.deadline - self.loop.time(), 0.001)
+
+    async def run(self) -> ProbeResult:
+        request, plog = self.request, self.log
         plog(logging.DEBUG, f"probing {request.address} with module {request.module!r}, "
                             f"timeout {request.timeout:.3f}s")
-        http_tasks = {
-            source: asyncio.create_task(self._fetch(url, deadline))
-            for source, url in request.http_sources.items()
-        }
-        families: list[MetricFamily] = []
-        outcomes: list[tuple[str, bool, float]] = []
+        http_tasks = {source: asyncio.create_task(self._fetch(url))
+                      for source, url in request.http_sources.items()}
         stage: str | None = None
-        leased: list[Connection] = []  # the connections tried, to say how far a timeout got
         try:
-            async with asyncio.timeout_at(deadline):
-                await self._run_collectors(request, deadline, plog, families, outcomes, leased)
+            async with asyncio.timeout_at(self.deadline):
+                await self._rpcs()
         except _StageFailure as failure:
             stage = failure.stage
             plog(logging.ERROR, f"probe failed at stage {stage}: {failure}")
         except TimeoutError:
             stage = "timeout"
-            progress = leased[-1].progress if leased else "no connection yet"
+            progress = self.connection.progress if self.connection else "no connection yet"
             plog(logging.ERROR, f"probe failed at stage timeout: no complete answer within "
                                 f"{request.timeout:.3f}s ({progress})")
-        merged_duplicates = await self._merge_http(http_tasks, deadline, plog, families, outcomes)
-        duration = time.monotonic() - started
-        families.extend(_probe_families(stage, duration, request.timeout, outcomes,
-                                        merged_duplicates))
+        duplicates = await self._merge_http(http_tasks)
+        duration = time.monotonic() - self.started
+        self.families.extend(_probe_families(stage, duration, request.timeout, self.outcomes,
+                                             duplicates))
         if stage is None:
             plog(logging.DEBUG, f"probe succeeded in {duration:.4f}s")
-        return ProbeResult(families, stage is None, stage, duration, plog.lines)
+        return ProbeResult(self.families, stage is None, stage, duration, plog.lines)
 
-    async def _run_collectors(
-        self,
-        request: ProbeRequest,
-        deadline: float,
-        plog: ProbeLog,
-        families: list[MetricFamily],
-        outcomes: list[tuple[str, bool, float]],
-        leased: list[Connection],
-    ) -> None:
-        loop = asyncio.get_running_loop()
+    async def _rpcs(self) -> None:
+        address = self.request.address
         for attempt in (1, 2):
             reused = False
             try:
-                async with self.pool.lease(request.address,
-                                           timeout=max(deadline - loop.time(), 0.001)) as lease:
+                async with self.prober.pool.lease(address, timeout=self.remaining()) as lease:
                     reused = lease.reused
-                    leased.append(lease.connection)
-                    plog(logging.DEBUG, ("reusing" if lease.reused else "opened")
-                         + f" connection to {request.address}")
-                    await self._collect(lease.connection, lease.reused, request, deadline,
-                                        plog, families, outcomes)
+                    self.connection = lease.connection
+                    self.log(logging.DEBUG, ("reusing" if reused else "opened")
+                             + f" connection to {address}")
+                    await self._collect(lease.connection, reused)
                     return
             except ConnectError as exc:
                 raise _StageFailure("connect", str(exc)) from exc
             except ConnectionLost as exc:
                 # A pooled connection may predate a Kamailio restart: replace it once.
                 if attempt == 1 and reused:
-                    plog(logging.INFO, f"pooled connection lost ({exc}), reconnecting once")
-                    families.clear()
-                    outcomes.clear()
+                    self.log(logging.INFO, f"pooled connection lost ({exc}), reconnecting once")
+                    self.families.clear()
+                    self.outcomes.clear()
                     continue
                 raise _StageFailure("rpc", str(exc)) from exc
             except ProtocolError as exc:
                 raise _StageFailure("decode", str(exc)) from exc
 
-    async def _collect(
-        self,
-        connection: Connection,
-        reused: bool,
-        request: ProbeRequest,
-        deadline: float,
-        plog: ProbeLog,
-        families: list[MetricFamily],
-        outcomes: list[tuple[str, bool, float]],
-    ) -> None:
-        loop = asyncio.get_running_loop()
+    async def _collect(self, connection: Connection, reused: bool) -> None:
+        request, plog, loop = self.request, self.log, self.loop
         options = request.options
-        methods = self._methods.get(request.address) if reused else None
+        methods = self.prober.methods.get(request.address) if reused else None
         collectors = [c for c in request.collectors if methods is None or c.methods & methods]
         calls: list[Call] = [] if methods is not None else [LIST_METHODS]
         spans: list[tuple[Collector, int, int]] = []
@@ -206,12 +205,11 @@ class Prober:
         rpc_started = loop.time()
         arrivals: list[float] = []
         replies = await connection.call_many(
-            [(c.method, c.params) for c in calls], timeout=deadline - loop.time(),
-            arrivals=arrivals)
+            [(c.method, c.params) for c in calls], timeout=self.remaining(), arrivals=arrivals)
         plog(logging.DEBUG, f"{len(calls)} RPCs answered in {loop.time() - rpc_started:.4f}s")
         if methods is None:
             methods = _methods_from(replies[0], plog)
-            self._methods[request.address] = methods
+            self.prober.methods[request.address] = methods
 
         second_round: list[tuple[Collector, list[Call]]] = []
         for collector, first, last in spans:
@@ -226,51 +224,38 @@ class Prober:
                 second_round.append((collector, more))
                 continue
             ready = arrivals[last - 1] if last > first else rpc_started
-            self._run_one(collector, collector_replies, options, rpc_started, ready, plog,
-                          families, outcomes)
+            self._run_one(collector, collector_replies, ready - rpc_started)
 
         if second_round:
             calls = [call for _, more in second_round for call in more]
             arrivals = []
             replies = await connection.call_many(
-                [(c.method, c.params) for c in calls], timeout=deadline - loop.time(),
+                [(c.method, c.params) for c in calls], timeout=self.remaining(),
                 arrivals=arrivals)
             first = 0
             for collector, more in second_round:
                 last = first + len(more)
-                self._run_one(collector, replies[first:last], options, rpc_started,
-                              arrivals[last - 1], plog, families, outcomes)
+                self._run_one(collector, replies[first:last], arrivals[last - 1] - rpc_started)
                 first = last
 
-    @staticmethod
-    def _run_one(
-        collector: Collector,
-        replies: Sequence[Reply],
-        options: CollectorOptions,
-        rpc_started: float,
-        ready: float,
-        plog: ProbeLog,
-        families: list[MetricFamily],
-        outcomes: list[tuple[str, bool, float]],
-    ) -> None:
+    def _run_one(self, collector: Collector, replies: Sequence[Reply], waited: float) -> None:
+        """Runs one collector on its replies; `waited` is how long its replies took to come."""
         collect_started = time.perf_counter()
         try:
-            produced = collector.collect(replies, options)
-            ok = True
+            produced = collector.collect(replies, self.request.options)
         except Exception as exc:  # one collector's failure never drops the others' metrics
-            plog(logging.ERROR, f"collector {collector.name} failed: {exc}")
-            produced, ok = [], False
-        elapsed = (ready - rpc_started) + (time.perf_counter() - collect_started)
-        families.extend(produced)
-        outcomes.append((collector.name, ok, elapsed))
-        if not ok:
+            self.log(logging.ERROR, f"collector {collector.name} failed: {exc}")
+            self.outcomes.append((collector.name, False,
+                                  waited + time.perf_counter() - collect_started))
             return
-        plog(logging.DEBUG, f"collector {collector.name}: {len(produced)} families")
+        self.families.extend(produced)
+        self.outcomes.append((collector.name, True,
+                              waited + time.perf_counter() - collect_started))
+        self.log(logging.DEBUG, f"collector {collector.name}: {len(produced)} families")
 
-    async def _fetch(self, url: str, deadline: float) -> str:
-        timeout = aiohttp.ClientTimeout(total=max(deadline - asyncio.get_running_loop().time(),
-                                                  0.001))
-        async with self._http.get(url, timeout=timeout) as response:
+    async def _fetch(self, url: str) -> str:
+        timeout = aiohttp.ClientTimeout(total=self.remaining())
+        async with self.prober.http.get(url, timeout=timeout) as response:
             if response.status != 200:
                 raise RuntimeError(f"HTTP {response.status} {response.reason}")
             body = await response.content.read(HTTP_BODY_LIMIT + 1)
@@ -278,39 +263,31 @@ class Prober:
                 raise RuntimeError(f"body larger than {HTTP_BODY_LIMIT} bytes")
             return body.decode("utf-8", errors="replace")
 
-    async def _merge_http(
-        self,
-        tasks: Mapping[str, asyncio.Task[str]],
-        deadline: float,
-        plog: ProbeLog,
-        families: list[MetricFamily],
-        outcomes: list[tuple[str, bool, float]],
-    ) -> dict[str, int]:
+    async def _merge_http(self, tasks: Mapping[str, asyncio.Task[str]]) -> dict[str, int]:
+        """Merges what each HTTP source answered in time; returns the duplicates dropped."""
         duplicates: dict[str, int] = {}
         if not tasks:
             return duplicates
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        await asyncio.wait(tasks.values(), timeout=max(deadline - loop.time(), 0))
+        started = self.loop.time()
+        await asyncio.wait(tasks.values(), timeout=max(self.deadline - self.loop.time(), 0))
         for source, task in tasks.items():
             if not task.done():
                 task.cancel()
-                plog(logging.WARNING, f"{source}: no answer before the deadline")
-                outcomes.append((source, False, loop.time() - started))
+                self.log(logging.WARNING, f"{source}: no answer before the deadline")
+                self.outcomes.append((source, False, self.loop.time() - started))
                 continue
             try:
-                text = task.result()
-                merged, dropped = merge_exposition(families, text)
+                merged, dropped = merge_exposition(self.families, task.result())
             except Exception as exc:  # reported as the source's failure, never the probe's
-                plog(logging.WARNING, f"{source}: {type(exc).__name__}: {exc}")
-                outcomes.append((source, False, loop.time() - started))
+                self.log(logging.WARNING, f"{source}: {type(exc).__name__}: {exc}")
+                self.outcomes.append((source, False, self.loop.time() - started))
                 continue
-            families.extend(merged)
+            self.families.extend(merged)
             duplicates[source] = dropped
             if dropped:
-                plog(logging.INFO, f"{source}: dropped {dropped} samples of families "
-                                   "the exporter already emits")
-            outcomes.append((source, True, loop.time() - started))
+                self.log(logging.INFO, f"{source}: dropped {dropped} samples of families the "
+                                       "exporter already emits")
+            self.outcomes.append((source, True, self.loop.time() - started))
         return duplicates
 
 
@@ -345,8 +322,7 @@ def _probe_families(
     merged_duplicates: Mapping[str, int],
 ) -> list[MetricFamily]:
     (up, duration_f, timeout_f, failure, success, collector_duration,
-     duplicates) = (MetricFamily(name, kind, help_, labels)  # type: ignore[arg-type]
-                    for name, kind, help_, labels in PROBE_FAMILIES)
+     duplicates) = (info.family() for info in PROBE_FAMILIES)
     up.add((), 0.0 if stage else 1.0)
     duration_f.add((), duration)
     timeout_f.add((), timeout)

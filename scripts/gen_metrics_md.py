@@ -102,8 +102,7 @@ def _docstring(collector: Collector) -> str:
 
 
 def _probe_section() -> list[str]:
-    infos = [FamilyInfo(name, kind, help_, labels, "probe")  # type: ignore[arg-type]
-             for name, kind, help_, labels in PROBE_FAMILIES]
+    infos = list(PROBE_FAMILIES)
     return ["## Probe", "", "Families of every probe, whatever its collectors.", "",
             *_table(infos), ""]
 

@@ -23,14 +23,14 @@ def test_metrics_md_is_up_to_date() -> None:
 
 def test_metrics_md_documents_every_family() -> None:
     text = (ROOT / "METRICS.md").read_text()
-    names = [name for name, *_ in PROBE_FAMILIES]
+    names = [info.name for info in PROBE_FAMILIES]
     names += [info.name for c in COLLECTORS.values() for info in c.families]
     for name in names:
         assert f"| `{name}` |" in text, name
 
 
 def test_no_statistic_takes_a_probe_family_name() -> None:
-    names = [name for name, *_ in PROBE_FAMILIES]
+    names = [info.name for info in PROBE_FAMILIES]
     reply = Struct([(f"script.{name.removeprefix('kamailio_')}", "1") for name in names])
     families = COLLECTORS["stats"].collect([[reply]], CollectorOptions())
     emitted = {family.name for family in families}
