@@ -15,7 +15,8 @@ from aiohttp import web
 
 from . import __version__, logs, rpc_command
 from .config import ConfigError, load_config
-from .web import Exporter, Settings, create_app
+from .service import Exporter, Settings
+from .web import create_app
 from .webconfig import WebConfigError, WebConfigHolder, web_middleware
 
 log = logging.getLogger("probe_exporter")
@@ -134,7 +135,7 @@ def split_listen_address(address: str) -> tuple[str | None, int]:
     return host or None, int(port)
 
 
-async def serve(args: argparse.Namespace) -> None:
+async def serve(args: argparse.Namespace, longest_timeout: float) -> None:
     pool_overrides = {name: getattr(args, name)
                       for name in ("idle_ttl", "max_connections", "per_target")
                       if getattr(args, name) is not None}
@@ -145,9 +146,9 @@ async def serve(args: argparse.Namespace) -> None:
     web_config = WebConfigHolder(args.web_config_file) if args.web_config_file else None
     exporter = Exporter(settings)
     app = create_app(exporter, (web_middleware(web_config),) if web_config else ())
-    # Probes in flight when SIGTERM comes may finish within their longest deadline.
+    # Probes in flight when SIGTERM comes may finish: none outlives the longest timeout.
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
-                           shutdown_timeout=args.default_scrape_timeout + 1.0)
+                           shutdown_timeout=longest_timeout + 1.0)
     await runner.setup()
     ssl_context = web_config.ssl_context() if web_config else None
     for address in args.listen:
@@ -199,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{len(config.allow)} allow rules, {len(config.modules)} modules)")
         return 0
     try:
-        asyncio.run(serve(args))
+        asyncio.run(serve(args, config.longest_timeout))
     except OSError as exc:  # e.g. the listen port is taken
         log.error("cannot serve: %s", exc)
         return 1

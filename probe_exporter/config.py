@@ -35,7 +35,9 @@ addresses (`::ffff:10.0.0.1`) are judged, and connected to, as the IPv4 address 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
+import functools
 import hashlib
 import ipaddress
 import json
@@ -53,7 +55,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from .binrpc.address import Address, AddressError, Transport, parse_address
+from .binrpc.address import PROTOCOLS, Address, AddressError, Transport, parse_address
 from .collectors import COLLECTORS, CollectorOptions
 
 __all__ = [
@@ -96,9 +98,6 @@ _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _INTEGER_KEY = re.compile(r"-?[0-9]{1,10}")
 _HOST_PATTERN = re.compile(r"[a-z0-9_*]([a-z0-9_*.-]*[a-z0-9_*])?")
 _TOML_POSITION = re.compile(r"at line (\d+)")
-_TRANSPORTS: Mapping[str, Transport] = {
-    "tcp": "tcp", "udp": "udp", "unix": "unix", "unixs": "unix", "unixd": "unixd",
-}
 _IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -194,6 +193,12 @@ class Config:
     targets: Mapping[str, Target]
     allow: tuple[AllowRule, ...]
     sha256: str
+
+    @property
+    def longest_timeout(self) -> float:
+        """No probe under this config can take longer (the largest configured timeout)."""
+        return max([m.timeout for m in self.modules.values()]
+                   + [t.timeout for t in self.targets.values() if t.timeout is not None])
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,7 +392,7 @@ def _parse_pattern(pattern: str, module: str | None) -> AllowRule:
     if any(ch.isspace() or not ch.isprintable() for ch in pattern):
         raise ValueError("whitespace or control characters in the pattern")
     protocol, sep, rest = pattern.partition(":")
-    transport = _TRANSPORTS.get(protocol.lower()) if sep else None
+    transport = PROTOCOLS.get(protocol.lower()) if sep else None
     if transport is None:
         raise ValueError(f"{pattern!r}: a pattern starts with its transport: tcp:, udp:, "
                          "unix: or unixd:")
@@ -747,13 +752,43 @@ async def _allowed(rules: Sequence[AllowRule], address: Address,
     raise _rejected(target, f"resolves to {shown}, which no allow rule covers")
 
 
+class _Lookups:
+    """Name lookups for allow rules, on threads of their own.
+
+    getaddrinfo blocks a thread until the resolver answers, whatever the caller's timeout.
+    Names in /probe requests come from outside, so their lookups must not starve the default
+    executor (config reloads, bcrypt checks), and a flood of them fails fast instead of queueing.
+    """
+
+    def __init__(self, threads: int, max_pending: int) -> None:
+        self._executor = concurrent.futures.ThreadPoolExecutor(threads, "resolve")
+        self._max_pending = max_pending
+        self._pending = 0
+
+    async def getaddrinfo(self, host: str, port: int | None, kind: int,
+                          timeout: float) -> list[Any]:
+        if self._pending >= self._max_pending:
+            raise OSError(f"{self._pending} name lookups already in progress")
+        self._pending += 1
+        try:
+            async with asyncio.timeout(timeout):
+                return await self.lookup(host, port, kind)
+        finally:
+            self._pending -= 1
+
+    async def lookup(self, host: str, port: int | None, kind: int) -> list[Any]:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, functools.partial(socket.getaddrinfo, host, port, type=kind))
+
+
+LOOKUPS = _Lookups(threads=4, max_pending=64)
+
+
 async def _resolve(address: Address, resolve_timeout: float) -> list[IPAddress]:
     """The addresses a host name resolves to, in the resolver's order (OSError if none)."""
     assert address.host is not None
     kind = socket.SOCK_STREAM if address.is_stream else socket.SOCK_DGRAM
-    loop = asyncio.get_running_loop()
-    async with asyncio.timeout(resolve_timeout):
-        infos = await loop.getaddrinfo(address.host, address.port, type=kind)
+    infos = await LOOKUPS.getaddrinfo(address.host, address.port, kind, resolve_timeout)
     resolved: list[IPAddress] = []
     for family, _, _, _, sockaddr in infos:
         if family not in (socket.AF_INET, socket.AF_INET6):

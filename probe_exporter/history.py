@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from .metrics import MetricFamily
@@ -21,7 +21,7 @@ class ProbeRecord:
     # Kept as parts and rendered only when someone asks: most probes are never looked at.
     log_lines: list[str]
     families: list[MetricFamily]
-    settings_text: str
+    settings: Callable[[], str]
 
 
 class ProbeHistory:
@@ -39,11 +39,11 @@ class ProbeHistory:
 
     def add(self, target: str, module: str, success: bool, stage: str | None, duration: float,
             log_lines: list[str], families: list[MetricFamily],
-            settings_text: str) -> ProbeRecord | None:
+            settings: Callable[[], str]) -> ProbeRecord | None:
         if self.limit <= 0:
             return None
         record = ProbeRecord(next(self._ids), target, module, success, stage, duration,
-                             log_lines, families, settings_text)
+                             log_lines, families, settings)
         self._recent.append(record)
         if len(self._recent) > self.limit:
             dropped = self._recent.popleft()

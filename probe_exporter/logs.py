@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from typing import Any
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
@@ -17,7 +18,7 @@ CONTEXT_FIELDS = {"target": "target", "probe_module": "module", "listen": "liste
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
     fields: dict[str, Any] = {
-        "ts": logging.Formatter().formatTime(record, "%Y-%m-%dT%H:%M:%S")
+        "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
         + f".{int(record.msecs):03d}Z",
         "level": logging.getLevelName(record.levelno).lower().replace("warning", "warn"),
         "logger": record.name,
@@ -34,9 +35,11 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
 
 def _logfmt_value(value: Any) -> str:
     text = str(value)
-    if text and not any(c in text for c in ' ="\\\n\t'):
+    # Quoted (and escaped) unless plainly safe: values such as a probe's target come from
+    # requests, and must not forge log lines or terminal escapes.
+    if text and text.isprintable() and not any(c in text for c in ' ="\\'):
         return text
-    return json.dumps(text, ensure_ascii=False)
+    return json.dumps(text)
 
 
 class LogfmtFormatter(logging.Formatter):

@@ -70,9 +70,10 @@ class ConnectionPool:
         per_target: int,
         max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
         connector: Connector | None = None,
+        stats: PoolStats | None = None,
     ) -> None:
         self.per_target = per_target
-        self.stats = PoolStats()
+        self.stats = stats or PoolStats()  # a pool replacing another keeps counting on
         self._max_packet_size = max_packet_size
         self._connector = connector or self._connect
         self._cache = _ConnectionCache(max_connections, idle_ttl, self._dropped)
@@ -81,6 +82,7 @@ class ConnectionPool:
         self._closing: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self._closed = False
+        self._retiring = False
 
     async def _connect(self, address: Address, timeout: float) -> Connection:
         return await connect(address, timeout=timeout, max_packet_size=self._max_packet_size)
@@ -139,15 +141,15 @@ class ConnectionPool:
             self.stats.hits += 1
             return shared[0], Lease(shared[1], reused=True)
         # Every slot is still connecting: wait for one of them rather than exceed the limit.
+        # (asyncio.wait neither cancels nor consumes the futures it watches.)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         pending = [self._connecting[(address, index)] for index in range(self.per_target)]
-        done, _ = await asyncio.wait(
-            [asyncio.ensure_future(asyncio.shield(f)) for f in pending],
-            timeout=timeout,
-            return_when=asyncio.FIRST_COMPLETED,
-        )
+        done, _ = await asyncio.wait(pending, timeout=timeout,
+                                     return_when=asyncio.FIRST_COMPLETED)
         if not done:
             raise TimeoutError(f"timed out waiting for a connection to {address}")
-        return await self._acquire(address, timeout)
+        return await self._acquire(address, max(timeout - (loop.time() - started), 0.001))
 
     async def _open(self, key: PoolKey, timeout: float) -> Connection:
         future: asyncio.Future[Connection] = asyncio.get_running_loop().create_future()
@@ -173,12 +175,23 @@ class ConnectionPool:
             self._leases[connection] = remaining
         else:
             del self._leases[connection]
-        if not connection.usable:
+        if not connection.usable or (self._retiring and not remaining):
             self._forget(key, connection)
         elif self._cache.get(key) is connection:
             self._cache[key] = connection  # re-inserting restarts the idle TTL
         elif not remaining:
             self._close_later(connection)  # evicted while leased
+
+    def retire(self) -> None:
+        """Closes idle connections now and leased ones when their last lease ends: a pool that
+        a new config replaced must not hold connections that Kamailio counts against its 128."""
+        self._retiring = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        for key, connection in list(self._cache.items()):
+            if not self._leases.get(connection):
+                self._forget(key, connection)
 
     def _forget(self, key: PoolKey, connection: Connection) -> None:
         if self._cache.get(key) is connection:

@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 
 import aiohttp
 from cachetools import TTLCache
+from prometheus_client.metrics_core import Metric
 
 from .binrpc.address import Address
 from .binrpc.client import ConnectError, Connection, ConnectionLost, Reply
 from .binrpc.codec import Fault, ProtocolError
 from .collectors import COLLECTORS, Call, Collector, CollectorOptions
-from .collectors.merge import merge_exposition
+from .collectors.merge import merge_parsed, parse_exposition
 from .metrics import FamilyInfo, MetricFamily
 from .pool import ConnectionPool
 
@@ -27,7 +28,9 @@ log = logging.getLogger("probe_exporter.probe")
 
 STAGES = ("resolve", "connect", "rpc", "decode", "timeout")
 LIST_METHODS = Call("system.listMethods")
-HTTP_BODY_LIMIT = 4 << 20
+# xhttp_prom and rtpengine answer with tens of KB; parsing costs ~50 us a line, so a larger
+# body would cost more CPU than the probe's whole budget.
+HTTP_BODY_LIMIT = 1 << 20
 
 # Families every probe emits, whatever its collectors (documented in METRICS.md).
 UP = FamilyInfo("kamailio_up", "gauge",
@@ -147,17 +150,24 @@ class _ProbeRun:
                       for source, url in request.http_sources.items()}
         stage: str | None = None
         try:
-            async with asyncio.timeout_at(self.deadline):
-                await self._rpcs()
-        except _StageFailure as failure:
-            stage = failure.stage
-            plog(logging.ERROR, f"probe failed at stage {stage}: {failure}")
-        except TimeoutError:
-            stage = "timeout"
-            progress = self.connection.progress if self.connection else "no connection yet"
-            plog(logging.ERROR, f"probe failed at stage timeout: no complete answer within "
-                                f"{request.timeout:.3f}s ({progress})")
-        duplicates = await self._merge_http(http_tasks)
+            try:
+                async with asyncio.timeout_at(self.deadline):
+                    await self._rpcs()
+            except _StageFailure as failure:
+                stage = failure.stage
+                plog(logging.ERROR, f"probe failed at stage {stage}: {failure}")
+            except TimeoutError:
+                stage = "timeout"
+                progress = self.connection.progress if self.connection else "no connection yet"
+                plog(logging.ERROR, f"probe failed at stage timeout: no complete answer within "
+                                    f"{request.timeout:.3f}s ({progress})")
+            duplicates = await self._merge_http(http_tasks)
+        finally:  # also when cancelled because the scraper went away
+            for task in http_tasks.values():
+                if not task.done():
+                    task.cancel()
+                elif not task.cancelled():
+                    task.exception()  # reported above, or moot once the probe is abandoned
         duration = time.monotonic() - self.started
         self.families.extend(_probe_families(stage, duration, request.timeout, self.outcomes,
                                              duplicates))
@@ -253,17 +263,26 @@ class _ProbeRun:
                               waited + time.perf_counter() - collect_started))
         self.log(logging.DEBUG, f"collector {collector.name}: {len(produced)} families")
 
-    async def _fetch(self, url: str) -> str:
+    async def _fetch(self, url: str) -> list[Metric]:
+        """Fetches and parses an HTTP source, within the probe's deadline."""
         timeout = aiohttp.ClientTimeout(total=self.remaining())
-        async with self.prober.http.get(url, timeout=timeout) as response:
+        # No redirects: a redirect could send the exporter to an address no one allowed.
+        async with self.prober.http.get(url, timeout=timeout,
+                                        allow_redirects=False) as response:
             if response.status != 200:
                 raise RuntimeError(f"HTTP {response.status} {response.reason}")
-            body = await response.content.read(HTTP_BODY_LIMIT + 1)
-            if len(body) > HTTP_BODY_LIMIT:
+            if (response.content_length or 0) > HTTP_BODY_LIMIT:
                 raise RuntimeError(f"body larger than {HTTP_BODY_LIMIT} bytes")
-            return body.decode("utf-8", errors="replace")
+            body = bytearray()
+            async for chunk in response.content.iter_any():
+                body += chunk
+                if len(body) > HTTP_BODY_LIMIT:
+                    raise RuntimeError(f"body larger than {HTTP_BODY_LIMIT} bytes")
+        # Parsing is the costly part: off the event loop, so other probes go on meanwhile.
+        return await asyncio.to_thread(parse_exposition, body.decode("utf-8", errors="replace"))
 
-    async def _merge_http(self, tasks: Mapping[str, asyncio.Task[str]]) -> dict[str, int]:
+    async def _merge_http(self, tasks: Mapping[str, asyncio.Task[list[Metric]]]
+                          ) -> dict[str, int]:
         """Merges what each HTTP source answered in time; returns the duplicates dropped."""
         duplicates: dict[str, int] = {}
         if not tasks:
@@ -277,7 +296,7 @@ class _ProbeRun:
                 self.outcomes.append((source, False, self.loop.time() - started))
                 continue
             try:
-                merged, dropped = merge_exposition(self.families, task.result())
+                merged, dropped = merge_parsed(self.families, task.result())
             except Exception as exc:  # reported as the source's failure, never the probe's
                 self.log(logging.WARNING, f"{source}: {type(exc).__name__}: {exc}")
                 self.outcomes.append((source, False, self.loop.time() - started))

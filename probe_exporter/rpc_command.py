@@ -18,13 +18,12 @@ from collections.abc import Sequence
 
 from .binrpc.address import AddressError, parse_address
 from .binrpc.client import connect
-from .binrpc.codec import BinRpcError, Fault, Param, Struct, Value
+from .binrpc.codec import INT32_MAX, INT32_MIN, BinRpcError, Fault, Param, Struct, Value
 
 __all__ = ["main", "parse_params", "to_json"]
 
 DEFAULT_TIMEOUT = 5.0
 _INT = re.compile(r"[+-]?[0-9]+")
-INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 
 EPILOG = """\
 parameters: a parameter that looks like an integer is sent as INT, any other as STR.
@@ -59,7 +58,7 @@ def parse_params(words: Sequence[str]) -> list[Param]:
             params.append(word[2:])
         elif word.startswith("i:"):
             params.append(_as_int(word[2:]))
-        elif _INT.fullmatch(word) and INT_MIN <= int(word) <= INT_MAX:
+        elif _INT.fullmatch(word) and INT32_MIN <= int(word) <= INT32_MAX:
             params.append(int(word))
         else:
             params.append(word)
@@ -70,7 +69,7 @@ def _as_int(word: str) -> int:
     if not _INT.fullmatch(word):
         raise UsageError(f"not an integer: {word!r}")
     value = int(word)
-    if not INT_MIN <= value <= INT_MAX:
+    if not INT32_MIN <= value <= INT32_MAX:
         raise UsageError(f"{word} does not fit a 32-bit BINRPC INT; send it as a string")
     return value
 

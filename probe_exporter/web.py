@@ -1,10 +1,10 @@
-"""The HTTP surface: routes only. Probing, config, history and self metrics live beside it."""
+"""The HTTP surface: routes, parameters, status codes and rendering; the service does the rest."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
+import functools
 import gzip
 import html
 import json
@@ -12,11 +12,9 @@ import logging
 import math
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
@@ -24,201 +22,20 @@ from . import __version__
 from .config import (
     Config,
     ConfigError,
-    ResolvedTarget,
     TargetRejected,
     TargetResolveError,
     UnknownModule,
-    load_config,
     resolve_target,
 )
 from .exposition import negotiate, render_text
-from .history import ProbeHistory
 from .metrics import MetricFamily
-from .pool import ConnectionPool
-from .probe import (
-    STAGES,
-    Prober,
-    ProbeRequest,
-    ProbeResult,
-    expand_collectors,
-    failed_before_rpc,
-)
-from .selfmetrics import SelfMetrics
+from .probe import STAGES, ProbeResult, failed_before_rpc
+from .service import BadRequest, Exporter, redact_url, settings_text
 
 log = logging.getLogger("probe_exporter")
 
 MAX_PARAM_LENGTH = 1024
 GZIP_LEVEL = 1  # ~3x smaller than plain text at a fraction of level 9's CPU cost
-HEALTH_PATHS = frozenset({"/-/healthy", "/-/ready"})
-
-
-@dataclass(frozen=True)
-class Settings:
-    """The command line's choices that the app needs."""
-
-    config_file: str
-    timeout_offset: float = 0.5
-    max_concurrent: int = 256
-    history_limit: int = 100
-    default_scrape_timeout: float = 10.0
-    pool_overrides: Mapping[str, float | int] = field(default_factory=dict)
-
-
-class BadRequest(Exception):
-    pass
-
-
-def _redact_url(url: str) -> str:
-    """Shows a URL without its password (and without a user name, which may be a token)."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"<secret>@{host}"))
-
-
-class Exporter:
-    """The running service: current config, pool, prober, history and self metrics."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.config: Config | None = None
-        self.pool: ConnectionPool | None = None
-        self._pool_settings: dict[str, float | int] = {}
-        self.prober: Prober | None = None
-        self.http: aiohttp.ClientSession | None = None
-        self.history = ProbeHistory(settings.history_limit)
-        self.metrics = SelfMetrics((), lambda: self.pool)
-        self.in_flight = 0
-        self.draining = False
-        self._reload_lock = asyncio.Lock()
-        self._retired: set[asyncio.Task[None]] = set()
-
-    # -- lifecycle -------------------------------------------------------------------------
-
-    async def start(self) -> None:
-        self.http = aiohttp.ClientSession(
-            headers={"User-Agent": f"kamailio-probe-exporter/{__version__}"},
-            connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=30))
-        await self.reload()
-
-    async def stop(self) -> None:
-        for task in list(self._retired):
-            task.cancel()
-        await asyncio.gather(*self._retired, return_exceptions=True)
-        if self.pool is not None:
-            await self.pool.close()
-        if self.http is not None:
-            await self.http.close()
-
-    async def reload(self) -> bool:
-        """Loads the config file; an invalid file keeps the current config and raises."""
-        async with self._reload_lock:
-            try:
-                config = await asyncio.to_thread(load_config, self.settings.config_file)
-            except (ConfigError, OSError) as exc:
-                self.metrics.reload_success.set(0)
-                log.error("config load failed, keeping the previous one: %s", exc,
-                          extra={"config": self.settings.config_file})
-                raise
-            changed = self.config is None or config.sha256 != self.config.sha256
-            self._apply(config)
-            self.metrics.reload_success.set(1)
-            self.metrics.reload_timestamp.set(time.time())
-            if changed:
-                log.info("config loaded: %d targets, %d allow rules, modules %s",
-                         len(config.targets), len(config.allow), ", ".join(config.modules),
-                         extra={"config": self.settings.config_file})
-            return changed
-
-    def _apply(self, config: Config) -> None:
-        assert self.http is not None
-        pool_settings: dict[str, float | int] = {
-            "idle_ttl": config.pool.idle_ttl,
-            "max_connections": config.pool.max_connections,
-            "per_target": config.pool.per_target,
-            **self.settings.pool_overrides,
-        }
-        if self.pool is None or pool_settings != self._pool_settings:
-            old = self.pool
-            self.pool = ConnectionPool(
-                idle_ttl=float(pool_settings["idle_ttl"]),
-                max_connections=int(pool_settings["max_connections"]),
-                per_target=int(pool_settings["per_target"]))
-            self.pool.start()
-            self.prober = Prober(self.pool, self.http)
-            self._pool_settings = pool_settings
-            if old is not None:
-                self._retire(old, config)
-        self.config = config
-        self.metrics.set_modules(config.modules)
-
-    def _retire(self, pool: ConnectionPool, config: Config) -> None:
-        # Probes already running finish on the old pool; it closes once they must be done.
-        grace = max((m.timeout for m in config.modules.values()), default=10.0) + 1.0
-
-        async def close_later() -> None:
-            await asyncio.sleep(grace)
-            await pool.close()
-
-        task = asyncio.create_task(close_later())
-        self._retired.add(task)
-        task.add_done_callback(self._retired.discard)
-
-    # -- probing ---------------------------------------------------------------------------
-
-    def probe_timeout(self, configured: float, header: str | None) -> tuple[float, str]:
-        """The smallest of the configured timeout and the scrape timeout less the offset,
-        with where it came from."""
-        if header is None:
-            scrape = self.settings.default_scrape_timeout
-        else:
-            try:
-                scrape = float(header)
-            except ValueError:
-                raise BadRequest(
-                    f"X-Prometheus-Scrape-Timeout-Seconds is not a number: {header[:64]!r}"
-                ) from None
-            if not math.isfinite(scrape) or scrape <= 0:
-                raise BadRequest("X-Prometheus-Scrape-Timeout-Seconds must be positive")
-        budget = scrape - self.settings.timeout_offset
-        if budget <= 0:  # an offset as large as the scrape timeout: keep most of the scrape
-            budget = scrape * 0.9
-        if configured <= budget:
-            return configured, "configured timeout"
-        if header is None:
-            return budget, "default scrape timeout less the offset (no scrape timeout header)"
-        return budget, "scrape timeout header less the offset"
-
-    async def run_probe(self, resolved: ResolvedTarget, timeout: float,
-                        started: float) -> ProbeResult:
-        assert self.prober is not None
-        target = resolved.target
-        sources = {name: url for name, url in (("xhttp_prom", target.xhttp_prom_url),
-                                               ("rtpengine_metrics", target.rtpengine_metrics_url))
-                   if url}
-        request = ProbeRequest(
-            target=target.name, module=resolved.module.name, address=target.address,
-            collectors=expand_collectors(resolved.module.collectors),
-            options=resolved.module.options, timeout=timeout, http_sources=sources)
-        return await self.prober.probe(request, started=started)
-
-    def settings_text(self, resolved: ResolvedTarget, timeout: float, source: str) -> str:
-        target, module = resolved.target, resolved.module
-        lines = [
-            f"target: {target.name}",
-            f"address: {target.address}",
-            f"module: {module.name}",
-            f"collectors: {', '.join(module.collectors)}",
-            f"timeout: {timeout:.3f}s ({source})",
-        ]
-        if target.xhttp_prom_url:
-            lines.append(f"xhttp_prom_url: {_redact_url(target.xhttp_prom_url)}")
-        if target.rtpengine_metrics_url:
-            lines.append(f"rtpengine_metrics_url: {_redact_url(target.rtpengine_metrics_url)}")
-        return "\n".join(lines) + "\n"
 
 
 EXPORTER_KEY = web.AppKey("exporter", Exporter)
@@ -289,8 +106,7 @@ async def _probe(request: web.Request, exporter: Exporter, config: Config, targe
     try:
         # The header is checked first: a bad one is the scraper's error, whatever the target.
         timeout, source = exporter.probe_timeout(math.inf, header)
-        async with asyncio.timeout(timeout):
-            resolved = await resolve_target(config, target, module)
+        resolved = await resolve_target(config, target, module, resolve_timeout=timeout)
         timeout, source = exporter.probe_timeout(
             resolved.timeout, header)
     except TargetRejected as exc:
@@ -300,27 +116,27 @@ async def _probe(request: web.Request, exporter: Exporter, config: Config, targe
     except (UnknownModule, BadRequest) as exc:
         metrics.rejected.labels("bad_request").inc()
         return _text(400, str(exc))
-    except (TargetResolveError, TimeoutError) as exc:
-        reason = str(exc) or "name resolution timed out"
+    except TargetResolveError as exc:
+        reason = str(exc)
         module_name = module or "default"
         log.error("probe failed at stage resolve: %s", reason,
                   extra={"target": target, "probe_module": module_name})
         result = failed_before_rpc("resolve", reason, time.monotonic() - started, timeout)
         return _respond(request, exporter, target, module_name, result, debug,
-                        f"target: {target}\nmodule: {module_name}\n")
+                        lambda: f"target: {target}\nmodule: {module_name}\n")
 
     result = await exporter.run_probe(resolved, timeout, started)
     return _respond(request, exporter, resolved.target.name, resolved.module.name, result,
-                    debug, exporter.settings_text(resolved, timeout, source))
+                    debug, functools.partial(settings_text, resolved, timeout, source))
 
 
 def _respond(request: web.Request, exporter: Exporter, target: str, module: str,
-             result: ProbeResult, debug: bool, settings_text: str) -> web.StreamResponse:
+             result: ProbeResult, debug: bool, settings: Callable[[], str]) -> web.StreamResponse:
     exporter.metrics.observe_probe(module, result.success, result.duration)
     exporter.history.add(target, module, result.success, result.stage, result.duration,
-                         result.log_lines, result.families, settings_text)
+                         result.log_lines, result.families, settings)
     if debug:
-        return _text(200, _debug_text(result.log_lines, result.families, settings_text))
+        return _text(200, _debug_text(result.log_lines, result.families, settings()))
     renderer, content_type = negotiate(request.headers.get("Accept"))
     return _body(request, renderer(result.families), content_type)
 
@@ -366,6 +182,9 @@ async def handle_sd(request: web.Request) -> web.StreamResponse:
         labels = {"__meta_kamailio_target_name": target.name,
                   "__meta_kamailio_target_address": str(target.address)}
         if target.module:
+            # The meta label for relabeling rules (as in deploy/prometheus/), the parameter so
+            # that a job without such a rule still probes with the target's module.
+            labels["__meta_kamailio_target_module"] = target.module
             labels["__param_module"] = target.module
         labels.update(target.labels)
         groups.append({"targets": [target.name], "labels": labels})
@@ -391,7 +210,7 @@ async def handle_logs(request: web.Request) -> web.StreamResponse:
         record = history.latest_for(target, module)
     if record is None:
         return _text(404, "probe not found")
-    return _text(200, _debug_text(record.log_lines, record.families, record.settings_text))
+    return _text(200, _debug_text(record.log_lines, record.families, record.settings()))
 
 
 async def handle_config(request: web.Request) -> web.StreamResponse:
@@ -405,9 +224,9 @@ async def handle_config(request: web.Request) -> web.StreamResponse:
         "targets": {name: {
             "address": str(t.address), "module": t.module, "timeout": t.timeout,
             "labels": dict(t.labels),
-            "xhttp_prom_url": t.xhttp_prom_url and _redact_url(t.xhttp_prom_url),
+            "xhttp_prom_url": t.xhttp_prom_url and redact_url(t.xhttp_prom_url),
             "rtpengine_metrics_url": t.rtpengine_metrics_url
-            and _redact_url(t.rtpengine_metrics_url),
+            and redact_url(t.rtpengine_metrics_url),
         } for name, t in config.targets.items()},
         "allow": [str(rule) for rule in config.allow],
     }

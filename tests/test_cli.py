@@ -18,6 +18,7 @@ from pathlib import Path
 
 import bcrypt
 import pytest
+from helpers import curl, make_certificate
 from kamailio_harness import KamailioInstance, free_ports
 
 from probe_exporter.cli import parse_args, split_listen_address
@@ -72,19 +73,6 @@ def test_version_flag() -> None:
     assert "0.1.0" in result.stdout
 
 
-def make_certificate(directory: Path) -> tuple[Path, Path]:
-    if shutil.which("openssl") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("openssl is not installed")
-        pytest.skip("openssl is not installed")
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True, timeout=60)
-    return cert, key
-
-
 class Exporter:
     """The exporter as a child process on a free loopback port, stopped by PID."""
 
@@ -121,13 +109,6 @@ def exporter_factory() -> Iterator[list[Exporter]]:
     yield started
     for exporter in started:
         exporter.stop()
-
-
-def curl(*args: str) -> tuple[int, str]:
-    result = subprocess.run(["curl", "-s", "-o", "-", "-w", "\n%{http_code}", *args],
-                            capture_output=True, text=True, timeout=30)
-    body, _, code = result.stdout.rpartition("\n")
-    return int(code or 0), body
 
 
 def test_tls_and_basic_auth_from_the_web_config(

@@ -579,11 +579,13 @@ def test_unexpected_replies_raise(collector: str, replies: list[Reply]) -> None:
         COLLECTORS[collector].collect(replies, CollectorOptions())
 
 
-def test_dialog_profile_fault_names_the_profile() -> None:
-    options = CollectorOptions(dialog_profiles=("inbound",))
-    with pytest.raises(CollectorError, match=r"dlg\.profile_get_size inbound: FAULT 404"):
-        COLLECTORS["dialog"].collect(
-            [captured("dlg.stats_active"), fault(404, "Profile not found: inbound")], options)
+def test_an_unknown_dialog_profile_keeps_the_other_dialog_metrics() -> None:
+    options = CollectorOptions(dialog_profiles=("inbound", "outbound"))
+    families = COLLECTORS["dialog"].collect(
+        [captured("dlg.stats_active"), fault(404, "Profile not found: inbound"), [7]], options)
+    by_name = {family.name: family for family in families}
+    assert by_name["kamailio_dlg_profile_size"].samples == [(("outbound",), 7)]
+    assert by_name["kamailio_dlg_stats_active_all"].samples
 
 
 def test_calls_follow_the_options() -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from probe_exporter import config as config_module
 from probe_exporter.binrpc.address import Address
 from probe_exporter.collectors import COLLECTORS
 from probe_exporter.config import (
@@ -361,7 +362,8 @@ def config() -> Config:
 @pytest.fixture
 async def resolver(monkeypatch: pytest.MonkeyPatch) -> FakeResolver:
     fake = FakeResolver()
-    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", fake.getaddrinfo)
+    monkeypatch.setattr(config_module.LOOKUPS, "lookup",
+                        lambda host, port, kind: fake.getaddrinfo(host, port, type=kind))
     return fake
 
 

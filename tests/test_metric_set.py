@@ -19,7 +19,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from probe_exporter.binrpc.address import parse_address
 from probe_exporter.binrpc.client import connect
-from probe_exporter.web import Exporter, Settings, create_app
+from probe_exporter.service import Exporter, Settings
+from probe_exporter.web import create_app
 
 ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 

@@ -18,6 +18,7 @@ protocol and the port, and parses back to an equal Address.
 import ipaddress
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -41,7 +42,8 @@ MAX_UNIX_PATH_BYTES = 107
 MAX_ADDRESS_LENGTH = 300
 MAX_HOST_LENGTH = 253
 
-_PROTOCOLS: dict[str, Transport] = {
+# Kamailio's protocol names (case-insensitive) and the transport each means.
+PROTOCOLS: Mapping[str, Transport] = {
     "tcp": "tcp",
     "udp": "udp",
     "unix": "unix",
@@ -111,7 +113,7 @@ def parse_address(text: str) -> Address:
         raise AddressError(f"whitespace in address {text!r}")
 
     protocol, sep, rest = text.partition(":")
-    transport = _PROTOCOLS.get(protocol.lower()) if sep else None
+    transport = PROTOCOLS.get(protocol.lower()) if sep else None
     if transport in ("unix", "unixd"):
         return Address(transport, path=_parse_path(rest, text))
     if transport is not None:

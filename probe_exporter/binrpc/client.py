@@ -27,6 +27,7 @@ from .codec import (
     PacketReader,
     Param,
     ProtocolError,
+    Reply,
     Value,
     encode_request,
     new_cookie,
@@ -42,8 +43,6 @@ __all__ = [
     "StreamConnection",
     "connect",
 ]
-
-Reply = list[Value] | Fault
 
 
 class ConnectError(BinRpcError):
@@ -132,11 +131,12 @@ class _ReplyProtocol(asyncio.Protocol):
             self.closed.set_result(None)
 
     def _lost_message(self, reason: str) -> str:
-        if self._waiter is None:
-            return f"{self.address}: connection lost ({reason})"
         if self.answered or self.reader.buffered:
+            if self._waiter is None:
+                return f"{self.address}: connection lost ({reason})"
             return f"{self.address}: connection lost ({reason}) with {self.progress()}"
-        # Kamailio accepts and at once closes stream connections beyond its limit of 128.
+        # Kamailio accepts and at once closes stream connections beyond its limit of 128: lost
+        # before it ever answered, whether the first request was sent yet or not.
         return (
             f"{self.address}: connection lost ({reason}) before the first reply"
             " (Kamailio at its limit of 128 ctl connections, or shutting down?)"
@@ -217,16 +217,26 @@ class Connection(abc.ABC):
         """
         if not calls:
             return []
-        async with self._lock:
+        limit = self._timeout if timeout is None else timeout
+        deadline = asyncio.get_running_loop().time() + limit
+        # Waiting for another caller's batch counts against this batch's deadline; running out
+        # while waiting leaves the connection as it is.
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._lock.acquire()
+        except TimeoutError:
+            raise TimeoutError(
+                f"{self.address}: connection busy with other calls for {limit:g} s"
+            ) from None
+        try:
             self._check_usable()
             cookies = [new_cookie() for _ in calls]
             requests = [
                 encode_request(method, params, cookie)
                 for (method, params), cookie in zip(calls, cookies, strict=True)
             ]
-            limit = self._timeout if timeout is None else timeout
             try:
-                async with asyncio.timeout(limit):
+                async with asyncio.timeout_at(deadline):
                     packets = await self._exchange(requests, cookies, arrivals)
                 replies: list[Reply] = []
                 for packet in packets:
@@ -248,6 +258,8 @@ class Connection(abc.ABC):
                 self._protocol.fail(ConnectionLost(f"{self.address}: call abandoned: {exc!r}"))
                 raise
             return replies
+        finally:
+            self._lock.release()
 
     @abc.abstractmethod
     async def _exchange(
@@ -334,6 +346,12 @@ async def connect(
     except FileNotFoundError:
         raise ConnectError(
             f"{address}: no such socket file (Kamailio not running, or another ctl path?)"
+        ) from None
+    except (ConnectionResetError, BrokenPipeError) as exc:
+        # Accepted, then closed at once: how Kamailio turns away connections beyond 128.
+        raise ConnectError(
+            f"{address}: {_describe(exc)} right after connecting"
+            " (Kamailio at its limit of 128 ctl connections, or shutting down?)"
         ) from None
     except OSError as exc:
         raise ConnectError(f"{address}: {_describe(exc)}") from None

@@ -18,6 +18,8 @@ from typing import Any, TypeAlias
 
 __all__ = [
     "DEFAULT_MAX_PACKET_SIZE",
+    "INT32_MAX",
+    "INT32_MIN",
     "MAX_NESTING",
     "BinRpcError",
     "Fault",
@@ -26,6 +28,7 @@ __all__ = [
     "PacketType",
     "Param",
     "ProtocolError",
+    "Reply",
     "Struct",
     "Value",
     "decode_values",
@@ -132,6 +135,10 @@ class Fault(BinRpcError):
         super().__init__(f"fault {code}: {message}")
         self.code = code
         self.message = message
+
+
+# One call's outcome in a batch: its top-level values, or the FAULT it got.
+Reply: TypeAlias = list[Value] | Fault
 
 
 class PacketType(enum.IntEnum):

@@ -10,8 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from ..binrpc.client import Reply
-from ..binrpc.codec import Fault, Param, Struct, Value
+from ..binrpc.codec import Fault, Param, Reply, Struct, Value
 from ..metrics import FamilyInfo, MetricFamily
 
 __all__ = [

@@ -16,7 +16,6 @@ from .base import (
     CollectorError,
     CollectorOptions,
     Reply,
-    fault_error,
     int_field_families,
 )
 
@@ -51,8 +50,10 @@ def _collect(replies: Sequence[Reply], options: CollectorOptions) -> list[Metric
     sizes = PROFILE_SIZE.family()
     for profile, reply in zip(options.dialog_profiles, replies[1:], strict=True):
         method = f"dlg.profile_get_size {profile}"
-        if isinstance(reply, Fault):  # 404 for a profile the config does not declare
-            raise fault_error(method, reply)
+        if isinstance(reply, Fault):
+            # 404 for a profile Kamailio's config does not declare: that profile has no series,
+            # and the dialog counts stay (one misnamed profile must not hide them).
+            continue
         if len(reply) != 1 or type(reply[0]) is not int:
             raise CollectorError(f"{method}: expected one INT, got {reply!r}")
         sizes.samples.append(((profile,), reply[0] & 0xFFFFFFFF))
