@@ -127,6 +127,8 @@ _UNSUPPORTED_TLS_KEYS: Mapping[str, str] = {
 _BCRYPT_HASH = re.compile(r"\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}")
 # bcrypt reads at most 72 bytes of a password; longer ones are cut as Go and htpasswd do.
 _BCRYPT_MAX_PASSWORD = 72
+# Checks waiting for bcrypt at most (each costs tens of ms of CPU, one at a time).
+_MAX_BCRYPT_WAITING = 16
 # Checked when the user name is unknown, so that the answer takes as long as for a known one.
 _DUMMY_HASH = b"$2b$10$X9PiPSe7okIH4T/taYQiO.hM2dANjAa1MwDM8S2qYAfZlesmrUO6i"
 
@@ -277,6 +279,7 @@ class WebConfigHolder:
         self._mac_key = secrets.token_bytes(32)
         # bcrypt is CPU-bound: one at a time, off the event loop.
         self._bcrypt_lock = asyncio.Lock()
+        self._bcrypt_waiting = 0
 
     @property
     def config(self) -> WebConfig:
@@ -339,9 +342,17 @@ class WebConfigHolder:
             if (cached is not None and hmac.compare_digest(cached[0], stored)
                     and hmac.compare_digest(cached[1], mac)):
                 return True
-        async with self._bcrypt_lock:
-            matches = await asyncio.get_running_loop().run_in_executor(
-                None, bcrypt.checkpw, password[:_BCRYPT_MAX_PASSWORD], stored or _DUMMY_HASH)
+        if self._bcrypt_waiting >= _MAX_BCRYPT_WAITING:
+            # A flood of unknown credentials is refused at once rather than queued.
+            return False
+        self._bcrypt_waiting += 1
+        try:
+            async with self._bcrypt_lock:
+                matches = await asyncio.get_running_loop().run_in_executor(
+                    None, bcrypt.checkpw, password[:_BCRYPT_MAX_PASSWORD],
+                    stored or _DUMMY_HASH)
+        finally:
+            self._bcrypt_waiting -= 1
         if matches and stored is not None:
             self._verified[user] = (stored, mac)
             return True

@@ -267,6 +267,18 @@ async def test_successful_checks_are_cached(aiohttp_client: ClientFactory, auth_
     assert bcrypt_calls.calls == 3
 
 
+async def test_a_flood_of_wrong_credentials_is_refused_not_queued(
+        auth_file: Path, bcrypt_calls: CheckCounter) -> None:
+    holder = WebConfigHolder(auth_file)
+    wrong = basic("prometheus", "wrong")["Authorization"]
+    results = await asyncio.gather(*(holder.check_basic_auth(wrong) for _ in range(50)))
+    assert not any(results)
+    # At most the bounded number waited for bcrypt; the rest were refused without a check.
+    assert bcrypt_calls.calls == webconfig._MAX_BCRYPT_WAITING
+    right = basic("prometheus", PASSWORD)["Authorization"]
+    assert await holder.check_basic_auth(right)  # the queue drained: service goes on
+
+
 async def test_password_over_72_bytes_is_cut_like_bcrypt_does(
         aiohttp_client: ClientFactory, tmp_path: Path) -> None:
     long_password = "p" * 72
