@@ -1,0 +1,83 @@
+"""Merged HTTP sources (xhttp_prom, rtpengine's /metrics) read whole, bounded, never redirected."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from helpers import value
+from kamailio_harness import KamailioInstance
+
+from probe_exporter.probe import HTTP_BODY_LIMIT
+from probe_exporter.service import Exporter, Settings
+from probe_exporter.web import create_app
+
+ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
+LINES = 5000  # about 150 KB: many chunks on the wire
+
+
+async def big(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse()
+    response.content_type = "text/plain"
+    await response.prepare(request)  # chunked, written in pieces
+    for start in range(0, LINES, 500):
+        await response.write("".join(f"source_metric{{n=\"{n}\"}} {n}\n"
+                                     for n in range(start, start + 500)).encode())
+    await response.write_eof()
+    return response
+
+
+async def redirect(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPFound("/big")
+
+
+async def huge(request: web.Request) -> web.StreamResponse:
+    return web.Response(text="x 1\n" * (HTTP_BODY_LIMIT // 4 + 1))
+
+
+@pytest.fixture
+async def source() -> AsyncIterator[TestServer]:
+    app = web.Application()
+    app.router.add_get("/big", big)
+    app.router.add_get("/redirect", redirect)
+    app.router.add_get("/huge", huge)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    yield server
+    await server.close()
+
+
+@pytest.fixture
+async def client(kamailio: KamailioInstance, source: TestServer, tmp_path: Path,
+                 aiohttp_client: ClientFactory) -> TestClient[Any, Any]:
+    base = f"http://127.0.0.1:{source.port}"
+    config = tmp_path / "targets.toml"
+    config.write_text("".join(f"""
+[[targets]]
+name = "{name}"
+address = "{kamailio.unix}"
+xhttp_prom_url = "{base}/{name}"
+""" for name in ("big", "redirect", "huge")))
+    return await aiohttp_client(create_app(Exporter(Settings(config_file=str(config)))))
+
+
+async def test_a_body_of_many_chunks_is_read_whole(client: TestClient[Any, Any]) -> None:
+    text = await (await client.get("/probe", params={"target": "big"})).text()
+    assert value(text, "kamailio_exporter_collector_success", collector="xhttp_prom") == 1.0
+    assert value(text, "source_metric", n=str(LINES - 1)) == LINES - 1
+    assert sum(line.startswith("source_metric{") for line in text.splitlines()) == LINES
+
+
+@pytest.mark.parametrize("name", ["redirect", "huge"])
+async def test_redirects_and_oversized_bodies_fail_the_source_only(
+        client: TestClient[Any, Any], name: str) -> None:
+    response = await client.get("/probe", params={"target": name, "debug": "true"})
+    text = await response.text()
+    assert "kamailio_up 1" in text
+    assert 'kamailio_exporter_collector_success{collector="xhttp_prom"} 0' in text
+    assert "source_metric" not in text
+    assert ("HTTP 302" if name == "redirect" else "body larger than") in text
