@@ -72,6 +72,7 @@ class _ReplyProtocol(asyncio.Protocol):
         self._waiter: asyncio.Future[list[Packet]] | None = None
         self._cookies: Sequence[int] = ()
         self._packets: list[Packet] = []
+        self._received = 0  # replies of the current (or last) batch, for progress()
         self._arrivals: list[float] | None = None
 
     def expect(
@@ -81,6 +82,7 @@ class _ReplyProtocol(asyncio.Protocol):
         self._waiter = waiter
         self._cookies = cookies
         self._packets = []
+        self._received = 0
         self._arrivals = arrivals
         return waiter
 
@@ -102,9 +104,11 @@ class _ReplyProtocol(asyncio.Protocol):
             return
         waiter = self._waiter
         if waiter is not None and len(self._packets) == len(self._cookies):
-            self._waiter = None
+            packets = self._packets
+            # The replies are the caller's now: an idle pooled connection keeps none of them.
+            self._waiter, self._packets, self._arrivals = None, [], None
             if not waiter.done():
-                waiter.set_result(self._packets)
+                waiter.set_result(packets)
 
     def _accept(self, packet: Packet, now: float) -> None:
         index = len(self._packets)
@@ -117,6 +121,7 @@ class _ReplyProtocol(asyncio.Protocol):
                 f" does not match request cookie {expected:#x}"
             )
         self._packets.append(packet)
+        self._received += 1
         if self._arrivals is not None:
             self._arrivals.append(now)
         self.answered = True
@@ -144,7 +149,7 @@ class _ReplyProtocol(asyncio.Protocol):
 
     def progress(self) -> str:
         """How far the current (or last) batch got: says a silent peer from a slow one."""
-        received = f"{len(self._packets)} of {len(self._cookies)} replies"
+        received = f"{self._received} of {len(self._cookies)} replies"
         if self.reader.buffered:
             received += f" and {self.reader.buffered} bytes of the next"
         return f"{received} received"
@@ -243,7 +248,8 @@ class Connection(abc.ABC):
                     try:
                         replies.append(packet.result())
                     except Fault as fault:
-                        replies.append(fault)
+                        # No traceback: it would tie this frame, and every reply, into a cycle.
+                        replies.append(fault.with_traceback(None))
             except TimeoutError:
                 message = f"{self.address}: no reply within {limit:g} s"
                 if self._protocol.answered or self._protocol.reader.buffered:
