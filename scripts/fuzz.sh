@@ -24,7 +24,7 @@ SECONDS_TOTAL="${FUZZ_SECONDS:-1800}"
 TARGETS="${FUZZ_TARGETS:-decoder target config address}"
 EXAMPLES="${FUZZ_HYPOTHESIS_EXAMPLES:-30000}"
 
-[ -x "$PYTHON" ] || ./scripts/setup-env.sh
+[ -x "$PYTHON" ] || EXTRAS="[test]" bash scripts/setup-env.sh
 "$PYTHON" -c "import atheris, coverage" 2>/dev/null \
   || "$PYTHON" -m pip install --quiet atheris coverage
 
