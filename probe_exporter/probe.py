@@ -310,13 +310,24 @@ class _ProbeRun:
         return duplicates
 
 
+# The methods collectors need: all a probe asks of system.listMethods. Targets keep only these,
+# in sets shared by the targets that offer the same (a fleet of thousands of Kamailios would
+# otherwise hold thousands of copies of ~200 method names).
+_COLLECTOR_METHODS = frozenset(m for c in COLLECTORS.values() for m in c.methods)
+_shared_method_sets: dict[frozenset[str], frozenset[str]] = {}
+_SHARED_METHOD_SETS_LIMIT = 1024
+
+
 def _methods_from(reply: Reply, plog: ProbeLog) -> frozenset[str]:
     if isinstance(reply, Fault):
         # Without the list, run every collector; a module that is not loaded answers with a
         # FAULT that its collector reports.
         plog(logging.WARNING, f"system.listMethods failed ({reply.code} {reply.message})")
-        return frozenset(m for c in COLLECTORS.values() for m in c.methods)
-    return frozenset(v for v in reply if isinstance(v, str))
+        return _COLLECTOR_METHODS
+    offered = _COLLECTOR_METHODS.intersection(v for v in reply if isinstance(v, str))
+    if len(_shared_method_sets) >= _SHARED_METHOD_SETS_LIMIT:
+        _shared_method_sets.clear()
+    return _shared_method_sets.setdefault(offered, offered)
 
 
 def _first_fault(replies: Sequence[Reply]) -> str:

@@ -1,0 +1,471 @@
+"""Every benchmark of the exporter in one run, written to BENCHMARKS.md (and a JSON file).
+
+Run: ./scripts/bench.sh [--quick]   (or .venv/bin/python bench/run_all.py [--quick])
+
+Measured side by side in this one run, on this machine:
+1. serial /probe requests against a real Kamailio (tests/kamailio_harness.py) over TCP and the
+   unix socket, for the seed exporter's RPC set and for the full set, interleaved in blocks with
+   the floor: the same RPCs pipelined on one persistent socket by a client that decodes nothing;
+2. cold start: process start to the first successful probe;
+3. WAN (bench/wan.py): 20 ms each way between the exporter and a simulated Kamailio, pooled
+   pipelined probes against a new connection with sequential RPCs per probe;
+4. fleet throughput: N simulated Kamailios (bench/replay_server.py, real captured replies) probed
+   through one exporter process by bench/loadgen.py, Prometheus-paced, then back to back;
+   RSS idle, with 1,000 targets pooled and after the fleet run;
+5. py-spy profiles of the exporter (bench/profiles.py);
+6. the codec, round trip and exposition benchmarks of bench/ (their own output, verbatim).
+
+Every process started here is stopped by PID; every loop is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchlib import (
+    ROOT,
+    Child,
+    group_cpu_seconds,
+    machine,
+    machine_busy_seconds,
+    raise_fd_limit,
+    read_proc,
+    steal_seconds,
+    summary,
+    wait_for_line,
+)
+from floor import FloorClient
+from httpclient import TEXT_ACCEPT, BlockingHttp, probe_request
+from measure import (
+    Exporter,
+    Variant,
+    every_call,
+    interleaved,
+    list_methods,
+    log,
+    module_calls,
+    modules_config,
+    probe_check,
+    probe_runner,
+    raw_call,
+    sample_count,
+    stopping,
+)
+from profiles import profiled
+from report import render
+from wan import wan
+
+from probe_exporter.binrpc.address import parse_address
+from tests.kamailio_harness import KamailioInstance
+
+BENCH = Path(__file__).resolve().parent
+FIXTURES = ROOT / "tests" / "fixtures" / "captures"
+SIBLING_BENCHMARKS = ("bench_codec.py", "bench_roundtrip.py", "bench_exposition.py")
+IDLE_GAPS = (0.0, 0.001, 0.003, 0.01, 0.03)  # seconds the exporter idles before a probe
+
+TARGETS = {
+    "seed_cpu_ms": 1.5,          # issue 3: CPU per seed-set probe
+    "seed_median_ms": 1.5,       # issue 3: median latency per seed-set probe
+    "full_cpu_ms": 2.0,          # issue 4: CPU per full-set probe
+    "fleet_cpu_percent": 15.0,   # issue 7: 1,000 targets at 15 s
+    "fleet_probes_per_second": 500.0,
+    "wan_ratio": 1.2,            # warm probe <= 1.2 x (RTT + floor)
+    "decode_us": 150.0,          # issue 2
+    "roundtrip_us": 300.0,       # issue 2
+}
+
+
+@dataclass
+class Options:
+    quick: bool
+    fleet: list[int]
+    interval: float
+    rounds: int
+    closed_seconds: float
+    closed_concurrency: int
+    serial: int
+    block: int
+    idle_probes: int
+    wan_probes: int
+    cold_starts: int
+    profile_seconds: float
+
+
+# -- serial probes against a real Kamailio -----------------------------------------------------
+
+def serial_probes(options: Options, kamailio: KamailioInstance, workdir: Path
+                  ) -> dict[str, Any]:
+    config = modules_config([("kam-tcp", kamailio.tcp), ("kam-unix", kamailio.unix)])
+    methods = list_methods(parse_address(kamailio.tcp))
+    exporter = Exporter(workdir, "serial", config)
+    closers: list[FloorClient | BlockingHttp] = []
+    with stopping(exporter):
+        try:
+            exporter.wait_ready()
+            variants = []
+            calls_count = {}
+            for module in ("seed", "default"):
+                calls = module_calls(config, module, methods)
+                calls_count[module] = len(calls)
+                for transport in ("tcp", "unix"):
+                    floor = FloorClient(parse_address(getattr(kamailio, transport)), calls)
+                    http = BlockingHttp("127.0.0.1", exporter.port)
+                    closers += [floor, http]
+                    label = f"{'seed' if module == 'seed' else 'full'} {transport}"
+                    variants.append(Variant(f"floor {label}", floor.run))
+                    variants.append(Variant(f"probe {label}",
+                                            probe_runner(http, f"kam-{transport}", module),
+                                            exporter.pid,
+                                            probe_check(http, f"kam-{transport}", module)))
+            log(f"serial probes: {len(variants)} variants x {options.serial}")
+            noise = Noise(exporter.pid, kamailio.pid)
+            results = interleaved(variants, options.serial, options.block)
+            others = noise.others()
+            # The same probe arriving into an exporter idle for a while, as paced scrapes do.
+            idle_http = BlockingHttp("127.0.0.1", exporter.port)
+            closers.append(idle_http)
+            full_tcp = probe_runner(idle_http, "kam-tcp", "default")
+            idle_variants = [Variant(f"{gap * 1000:g}", after_idle(full_tcp, gap), exporter.pid)
+                             for gap in IDLE_GAPS]
+            log(f"serial probes: after idle gaps of {IDLE_GAPS} s")
+            idle = interleaved(idle_variants, options.idle_probes, options.idle_probes // 3)
+            # Again with every core kept busy by a loop at the lowest priority: the cores never
+            # idle (no power states), yet other work runs on them between the probes.
+            spinners = [Child(["nice", "-n", "19", sys.executable, "-c", "while True: pass"],
+                              workdir / "spinner.log") for _ in range(os.cpu_count() or 1)]
+            with stopping(*spinners):
+                log("serial probes: after idle gaps, cores kept busy")
+                idle_busy = interleaved(idle_variants, options.idle_probes,
+                                        options.idle_probes // 3)
+            http = BlockingHttp("127.0.0.1", exporter.port)
+            closers.append(http)
+
+            def fetch(module: str, accept: str | None) -> tuple[bytes, int]:
+                kwargs = {"accept": accept} if accept else {}
+                response, _ = http.request(probe_request("127.0.0.1", exporter.port,
+                                                         "kam-tcp", module, **kwargs))
+                return response.text(), len(response.body)
+
+            full_text, _ = fetch("default", TEXT_ACCEPT)
+            seed_text, _ = fetch("seed", TEXT_ACCEPT)
+            _, full_gzip = fetch("default", None)
+            profile = None
+            if options.profile_seconds:
+                log(f"serial probes: profiling {options.profile_seconds:g} s")
+                profile = profiled(exporter.pid, options.profile_seconds,
+                                   probe_runner(http, "kam-tcp", "default"))
+            return {
+                "variants": results,
+                "others": others,
+                "idle": idle,
+                "idle_busy_cores": idle_busy,
+                "rpcs": calls_count,
+                "floor_faults": sum(c.faults for c in closers if isinstance(c, FloorClient)),
+                "samples_full": sample_count(full_text),
+                "samples_seed": sample_count(seed_text),
+                "bytes_full": len(full_text),
+                "bytes_full_gzip": full_gzip,
+                "profile": profile,
+                "rss_mib": read_proc(exporter.pid).rss_mib,
+            }
+        finally:
+            for closer in closers:
+                closer.close()
+
+
+class Noise:
+    """How much else ran on the machine while we measured: the CPU % (100 = a core) of every
+    process but the exporter, Kamailio and this one, and the hypervisor's steal time."""
+
+    def __init__(self, exporter_pid: int, kamailio_pgid: int) -> None:
+        self.exporter_pid = exporter_pid
+        self.kamailio_pgid = kamailio_pgid
+        self.started = time.monotonic()
+        self.start = self._ours()
+
+    def _ours(self) -> tuple[float, float, float]:
+        ours = (read_proc(self.exporter_pid).cpu_seconds
+                + group_cpu_seconds(self.kamailio_pgid) + time.process_time())
+        return machine_busy_seconds(), steal_seconds(), ours
+
+    def others(self) -> dict[str, float]:
+        busy, steal, ours = (b - a for a, b in zip(self.start, self._ours(), strict=True))
+        wall = time.monotonic() - self.started
+        return {"others_percent": 100 * max(busy - ours, 0.0) / wall,
+                "steal_percent": 100 * steal / wall}
+
+
+def after_idle(run: Callable[[], float], gap: float) -> Callable[[], float]:
+    def idle_then_run() -> float:
+        time.sleep(gap)
+        return run()
+
+    return idle_then_run
+
+
+# -- cold start --------------------------------------------------------------------------------
+
+def cold_start(options: Options, kamailio: KamailioInstance, workdir: Path) -> dict[str, Any]:
+    config = modules_config([("kam-tcp", kamailio.tcp), ("kam-unix", kamailio.unix)])
+    listening, first_probe, rss = [], [], []
+    for index in range(options.cold_starts):
+        exporter = Exporter(workdir, f"cold{index}", config)
+        started = exporter.child.started
+        with stopping(exporter):
+            raw = probe_request("127.0.0.1", exporter.port, "kam-tcp", "default")
+            listen_time = None
+            while time.monotonic() < started + 30:
+                try:
+                    http = BlockingHttp("127.0.0.1", exporter.port)
+                except OSError:
+                    if not exporter.child.alive():
+                        raise RuntimeError(exporter.child.log_tail()) from None
+                    time.sleep(0.002)
+                    continue
+                listen_time = listen_time or time.monotonic() - started
+                try:
+                    response, _ = http.request(raw)
+                finally:
+                    http.close()
+                if response.up():
+                    first_probe.append(time.monotonic() - started)
+                    listening.append(listen_time)
+                    break
+                time.sleep(0.002)
+            else:
+                raise RuntimeError("no successful probe within 30 s of the start")
+            rss.append(read_proc(exporter.pid).rss_mib)
+    return {
+        "starts": options.cold_starts,
+        "listening_ms": summary([x * 1000 for x in listening]),
+        "first_probe_ms": summary([x * 1000 for x in first_probe]),
+        "rss_after_first_probe_mib": summary(rss),
+    }
+
+
+# -- fleet -------------------------------------------------------------------------------------
+
+def live_captures(kamailio: KamailioInstance, directory: Path) -> int:
+    """The harness Kamailio's raw replies to system.listMethods and to every RPC of every
+    collector: the replay server's replies where tests/fixtures/captures has none."""
+    directory.mkdir(parents=True, exist_ok=True)
+    address = parse_address(kamailio.tcp)
+    calls = every_call()
+    for index, (method, params) in enumerate(calls):
+        request, reply = raw_call(address, method, params)
+        (directory / f"live{index:02}_c2s.bin").write_bytes(request)
+        (directory / f"live{index:02}_s2c.bin").write_bytes(reply)
+    return len(calls)
+
+
+def fleet(options: Options, workdir: Path, captures: list[Path]) -> dict[str, Any]:
+    largest = max(options.fleet)
+    command = [sys.executable, str(BENCH / "replay_server.py"), "--tcp", str(largest),
+               "--addresses-out", str(workdir / "addresses.txt"), "--max-seconds", "3600"]
+    for directory in captures:
+        command += ["--captures", str(directory)]
+    replay = Child(command, workdir / "replay.log", stdout_pipe=True)
+    with stopping(replay):
+        addresses = Path(wait_for_line(replay, "addresses", 120)).read_text().split()
+        names = [f"kam{index:05}" for index in range(len(addresses))]
+        (workdir / "targets.txt").write_text("\n".join(names) + "\n")
+        pool = f"[pool]\nidle_ttl = 300.0\nmax_connections = {max(1024, 2 * largest)}\n"
+        exporter = Exporter(workdir, "fleet",
+                            modules_config(list(zip(names, addresses, strict=True)), pool))
+        with stopping(exporter):
+            exporter.wait_ready(60)
+            time.sleep(1.0)
+            idle = read_proc(exporter.pid)
+            runs = []
+            rss_pooled: tuple[int, float] | None = None
+            profile = None
+            for n in sorted(options.fleet):
+                log(f"fleet N={n}: paced, interval {options.interval:g} s x {options.rounds}")
+                paced = loadgen(exporter, replay, workdir, n, "paced",
+                                ["--interval", str(options.interval),
+                                 "--rounds", str(options.rounds)],
+                                options.interval * options.rounds + 60)
+                pool_connections = exporter.self_metric("kamailio_exporter_pool_connections")
+                log(f"fleet N={n}: back to back, {options.closed_seconds:g} s")
+                closed = loadgen(exporter, replay, workdir, n, "closed",
+                                 ["--concurrency", str(options.closed_concurrency),
+                                  "--duration", str(options.closed_seconds),
+                                  "--warmup", str(min(2.0, options.closed_seconds))],
+                                 options.closed_seconds + 60)
+                after = read_proc(exporter.pid)
+                runs.append({"n": n, "paced": paced, "closed": closed,
+                             "pool_connections": pool_connections,
+                             "sockets": after.sockets, "rss_mib": after.rss_mib})
+                if n <= 1000:
+                    rss_pooled = (n, after.rss_mib)
+                if options.profile_seconds and n == min(largest, 1000):
+                    log(f"fleet N={n}: profiling {options.profile_seconds:g} s")
+                    profile = profile_fleet(exporter, workdir, n, options)
+            return {
+                "replies": {"fixtures": len(list(FIXTURES.glob("*_s2c.bin"))),
+                            "live": len(list(captures[0].glob("*_s2c.bin")))},
+                "runs": runs,
+                "rss_idle_mib": idle.rss_mib,
+                "rss_pooled": rss_pooled,
+                "rss_after_mib": read_proc(exporter.pid).rss_mib,
+                "profile": profile,
+                "config_targets": len(names),
+            }
+
+
+def loadgen_command(exporter: Exporter, workdir: Path, n: int, seconds: float,
+                    mode: str, mode_args: list[str]) -> list[str]:
+    return [sys.executable, str(BENCH / "loadgen.py"), "--port", str(exporter.port),
+            "--exporter-pid", str(exporter.pid), "--targets-file", str(workdir / "targets.txt"),
+            "--count", str(n), "--max-seconds", str(seconds), mode, *mode_args]
+
+
+def loadgen(exporter: Exporter, replay: Child, workdir: Path, n: int, mode: str,
+            mode_args: list[str], timeout: float) -> dict[str, Any]:
+    command = loadgen_command(exporter, workdir, n, timeout - 5, mode, mode_args)
+    replay_before = read_proc(replay.pid).cpu_seconds
+    started = time.monotonic()
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    if completed.returncode != 0:
+        raise RuntimeError(f"loadgen failed: {completed.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(completed.stdout)
+    # Over the whole load generator run, warm-up included: the simulated fleet's own share.
+    result["replay_cpu_percent"] = (100 * (read_proc(replay.pid).cpu_seconds - replay_before)
+                                    / (time.monotonic() - started))
+    return result
+
+
+def profile_fleet(exporter: Exporter, workdir: Path, n: int, options: Options
+                  ) -> dict[str, Any]:
+    command = loadgen_command(exporter, workdir, n, options.profile_seconds + 30, "closed",
+                              ["--concurrency", str(options.closed_concurrency),
+                               "--duration", str(options.profile_seconds + 1),
+                               "--warmup", "0.5"])
+    load = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        return profiled(exporter.pid, options.profile_seconds)
+    finally:
+        try:
+            load.wait(timeout=options.profile_seconds + 40)
+        except subprocess.TimeoutExpired:
+            load.kill()
+            load.wait()
+
+
+# -- sibling benchmarks ------------------------------------------------------------------------
+
+def sibling_benchmarks(options: Options) -> list[dict[str, Any]]:
+    results: list[dict[str, Any]] = []
+    for script in SIBLING_BENCHMARKS:
+        path = BENCH / script
+        if not path.exists():
+            results.append({"script": script, "status": "not present"})
+            continue
+        if options.quick:
+            results.append({"script": script, "status": "skipped (--quick)"})
+            continue
+        log(f"running bench/{script}")
+        started = time.monotonic()
+        try:
+            completed = subprocess.run([sys.executable, str(path)], capture_output=True,
+                                       text=True, timeout=600, cwd=ROOT)
+        except subprocess.TimeoutExpired:
+            results.append({"script": script, "status": "timed out after 600 s"})
+            continue
+        output = completed.stdout.strip()
+        if completed.returncode:
+            output += "\n" + completed.stderr.strip()[-2000:]
+        results.append({
+            "script": script,
+            "status": "ok" if completed.returncode == 0 else f"exit {completed.returncode}",
+            "seconds": time.monotonic() - started,
+            "output": output,
+        })
+    return results
+
+
+# -- the run -----------------------------------------------------------------------------------
+
+def run(options: Options, command: str) -> dict[str, Any]:
+    raise_fd_limit()
+    results: dict[str, Any] = {
+        "generated": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "quick": options.quick,
+        "command": command,
+        "load_before": Path("/proc/loadavg").read_text().split()[:3],
+    }
+    workdir = Path(tempfile.mkdtemp(prefix="kpe-bench-"))
+    live = workdir / "live-captures"
+    captures = [live, FIXTURES]  # the fixtures win where both have a reply
+    try:
+        kamailio = KamailioInstance(workdir / "kamailio")
+        try:
+            kamailio.start()
+            log(f"Kamailio {kamailio.pid} on {kamailio.tcp} and {kamailio.unix}")
+            live_captures(kamailio, live)
+            results["serial"] = serial_probes(options, kamailio, workdir)
+            results["cold"] = cold_start(options, kamailio, workdir)
+        finally:
+            kamailio.stop()
+        results["wan"] = wan(options.wan_probes, workdir, captures)
+        results["fleet"] = fleet(options, workdir, captures)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    results["siblings"] = sibling_benchmarks(options)
+    results["load_after"] = Path("/proc/loadavg").read_text().split()[:3]
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes, to check that everything runs (figures mean little)")
+    parser.add_argument("--fleet", default=None, help="comma-separated N (100,1000,5000)")
+    parser.add_argument("--interval", type=float, default=None, help="seconds (15)")
+    parser.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
+    parser.add_argument("--json", type=Path, default=None, help="also write the raw figures")
+    args = parser.parse_args()
+    quick = args.quick
+    options = Options(
+        quick=quick,
+        fleet=([int(x) for x in args.fleet.split(",")] if args.fleet
+               else [5, 20] if quick else [100, 1000, 5000]),
+        interval=args.interval or (0.5 if quick else 15.0),
+        rounds=2 if quick else 3,
+        closed_seconds=0.5 if quick else 10.0,
+        closed_concurrency=8 if quick else 32,
+        serial=20 if quick else 2000,
+        block=10 if quick else 100,
+        idle_probes=10 if quick else 300,
+        wan_probes=2 if quick else 40,
+        cold_starts=1 if quick else 5,
+        profile_seconds=1.0 if quick else 8.0,
+    )
+    # What changes the figures (not where they are written) names the run.
+    flags = ["--quick"] if args.quick else []
+    flags += [f"--fleet {args.fleet}"] if args.fleet else []
+    flags += [f"--interval {args.interval:g}"] if args.interval else []
+    results = run(options, " ".join(["./scripts/bench.sh", *flags]))
+    args.output.write_text(render(results, TARGETS))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1, default=str))
+    log(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
