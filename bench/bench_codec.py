@@ -9,10 +9,10 @@ time.perf_counter_ns. Prints the median and 99th percentile of one iteration in 
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
+
+from benchlib import time_operation
 
 from probe_exporter.binrpc.codec import PacketReader, Value, encode_request
 
@@ -23,18 +23,7 @@ WARMUP_SECONDS = 1.0
 
 def measure(operation: Callable[[], object]) -> tuple[float, float]:
     """Median and p99 of `operation`, in microseconds."""
-    warmup_end = time.perf_counter() + WARMUP_SECONDS
-    while time.perf_counter() < warmup_end:
-        operation()
-    clock = time.perf_counter_ns
-    samples = []
-    for _ in range(ITERATIONS):
-        start = clock()
-        operation()
-        samples.append(clock() - start)
-    samples.sort()
-    p99 = samples[len(samples) * 99 // 100]
-    return statistics.median(samples) / 1000, p99 / 1000
+    return time_operation(operation, ITERATIONS, WARMUP_SECONDS)
 
 
 def decode_reply(packet: bytes) -> list[Value]:

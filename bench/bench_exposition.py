@@ -11,11 +11,10 @@ one, reaches a steady speed), then times a fixed number of iterations; prints th
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from benchlib import time_operation
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -38,17 +37,7 @@ WARMUP_SECONDS = 1.0
 
 def measure(operation: Callable[[], object]) -> tuple[float, float]:
     """Median and p99 of `operation`, in microseconds."""
-    warmup_end = time.perf_counter() + WARMUP_SECONDS
-    while time.perf_counter() < warmup_end:
-        operation()
-    clock = time.perf_counter_ns
-    samples = []
-    for _ in range(ITERATIONS):
-        start = clock()
-        operation()
-        samples.append(clock() - start)
-    samples.sort()
-    return statistics.median(samples) / 1000, samples[len(samples) * 99 // 100] / 1000
+    return time_operation(operation, ITERATIONS, WARMUP_SECONDS)
 
 
 def decode(packet: bytes) -> Reply:

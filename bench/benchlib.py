@@ -13,7 +13,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -261,3 +261,20 @@ def raise_fd_limit() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def time_operation(operation: Callable[[], object], iterations: int,
+                   warmup_seconds: float = 1.0) -> tuple[float, float]:
+    """Median and p99 of one call of `operation`, in microseconds, after running it untimed
+    for `warmup_seconds` (a virtual CPU needs a while to reach a steady speed)."""
+    warmup_end = time.perf_counter() + warmup_seconds
+    while time.perf_counter() < warmup_end:
+        operation()
+    clock = time.perf_counter_ns
+    samples = []
+    for _ in range(iterations):
+        start = clock()
+        operation()
+        samples.append(clock() - start)
+    samples.sort()
+    return statistics.median(samples) / 1000, samples[len(samples) * 99 // 100] / 1000
