@@ -2,7 +2,7 @@
 # Runs every check: ruff, mypy --strict and the whole pytest suite (extra args go to pytest).
 # Installs Kamailio, sipp and Prometheus from Debian packages when missing and run as root.
 EXTRAS="[test]" source "$(dirname "$0")/setup-env.sh"
-apt_install kamailio=kamailio sipp=sip-tester promtool=prometheus curl=curl openssl=openssl
+apt_install kamailio=kamailio sipp=sip-tester promtool=prometheus curl=curl openssl=openssl systemd-analyze=systemd
 # tls.so is a separate Debian package; the test Kamailio loads it for tls.info.
 if [ ! -e /usr/lib/x86_64-linux-gnu/kamailio/modules/tls.so ] && [ ! -e /usr/lib/aarch64-linux-gnu/kamailio/modules/tls.so ]; then
     [ "$(id -u)" -eq 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends kamailio-tls-modules >/dev/null || true
