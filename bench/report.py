@@ -107,15 +107,20 @@ def targets_section(results: dict[str, Any], goals: dict[str, float]) -> list[st
     if paced_1000 and paced_1000["cpu_percent"] >= goals["fleet_cpu_percent"]:
         run_1000 = next(r for r in fleet_runs if r["n"] == 1000)
         warm = run_1000["closed"]["cpu_ms_per_probe"]
+        penalty = results.get("idle_penalty", {}).get("15")
+        machine_penalty = (f" (x{penalty['ratio']:.2f} after 15 ms against the paced probes' "
+                           f"x{paced_1000['cpu_ms_per_probe'] / warm:.2f})" if penalty else "")
         lines += [
             "**1,000 targets every 15 s.** Paced, each probe cost the exporter "
             f"{ms(paced_1000['cpu_ms_per_probe'], 2)} ms of CPU; back to back, the same probes "
             f"cost {ms(warm, 2)} ms, which at {paced_1000['offered_per_second']:.1f} probes/s "
             f"would be {paced_1000['offered_per_second'] * warm / 10:.1f} % of a core. The "
-            "difference is the idle time between paced probes: the table after the serial "
-            "figures shows the CPU time of one and the same probe growing with the time the "
-            "exporter idled before it, whether the cores idle meanwhile or run other work. "
-            "Where the time goes inside the exporter is in the profiles.", ""]
+            "difference is the idle time between paced probes: the tables after the serial "
+            "figures show the CPU time of one and the same probe growing with the time the "
+            "exporter idled before it, whether the cores idle meanwhile or run other work, "
+            f"and the same growth{machine_penalty} for the probe's in-process work alone, with "
+            "no I/O: a property of this machine, not of the exporter's I/O. Where the time goes "
+            "inside the exporter is in the profiles.", ""]
     return lines
 
 
@@ -143,6 +148,23 @@ def idle_lines(serial: dict[str, Any]) -> list[str]:
         "idle, but other work runs on them between probes):", "",
         *table(["idle before each probe", "exporter CPU/probe", "vs back to back",
                 "median latency", "CPU/probe, cores busy", "vs back to back"], rows),
+    ]
+
+
+def idle_penalty_lines(results: dict[str, Any]) -> list[str]:
+    penalty = results.get("idle_penalty")
+    if not penalty:
+        return []
+    rows = [[f"{sleep} ms", f"{figures['cpu_us']:.0f}", f"x{figures['ratio']:.2f}"]
+            for sleep, figures in penalty.items()]
+    return [
+        "The machine's own idle penalty (`bench/idle_penalty.py`): the in-process part of a "
+        "full-set probe (decode the captured replies, every collector, render OpenMetrics, "
+        "gzip), with no socket, no event loop and no other process, timed by the thread's CPU "
+        f"clock, back to back and after sleeping; {penalty['0']['n']} runs per row, rows "
+        "taking turns. The same code costs more CPU after the process slept: the exporter's "
+        "paced probes pay this, whatever it does.", "",
+        *table(["sleep before each run", "CPU us/run", "vs back to back"], rows),
     ]
 
 
@@ -177,6 +199,7 @@ def serial_section(results: dict[str, Any]) -> list[str]:
         f"Other work on the machine meanwhile: {serial['others']['others_percent']:.0f} % of a "
         f"core; steal time: {serial['others']['steal_percent']:.0f} %.", "",
         *idle_lines(serial),
+        *idle_penalty_lines(results),
         f"Full-set probe output: {serial['samples_full']} samples "
         f"({serial['bytes_full']} bytes as text, {serial['bytes_full_gzip']} bytes "
         f"gzipped OpenMetrics); seed set: {serial['samples_seed']} samples. Faults seen by "

@@ -13,7 +13,9 @@ Measured side by side in this one run, on this machine:
    through one exporter process by bench/loadgen.py, Prometheus-paced, then back to back;
    RSS idle, with 1,000 targets pooled and after the fleet run;
 5. py-spy profiles of the exporter (bench/profiles.py);
-6. the codec, round trip and exposition benchmarks of bench/ (their own output, verbatim).
+6. the codec, round trip and exposition benchmarks of bench/ (their own output, verbatim);
+7. the machine's idle penalty (bench/idle_penalty.py): a probe's in-process work, no I/O, back
+   to back and after sleeping.
 
 Every process started here is stopped by PID; every loop is bounded in count and time.
 """
@@ -213,6 +215,18 @@ def after_idle(run: Callable[[], float], gap: float) -> Callable[[], float]:
         return run()
 
     return idle_then_run
+
+
+def idle_penalty(options: Options, captures: list[Path]) -> dict[str, Any]:
+    """The machine's own idle penalty (bench/idle_penalty.py), in a process of its own."""
+    log("idle penalty: the in-process work of a probe, back to back and after sleeping")
+    command = [sys.executable, str(BENCH / "idle_penalty.py"), "--count", str(options.idle_probes)]
+    for directory in captures:
+        command += ["--captures", str(directory)]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=BENCH,
+                               check=True)
+    result: dict[str, Any] = json.loads(completed.stdout)
+    return result
 
 
 # -- cold start --------------------------------------------------------------------------------
@@ -418,6 +432,7 @@ def run(options: Options, command: str) -> dict[str, Any]:
             log(f"Kamailio {kamailio.pid} on {kamailio.tcp} and {kamailio.unix}")
             live_captures(kamailio, live)
             results["serial"] = serial_probes(options, kamailio, workdir)
+            results["idle_penalty"] = idle_penalty(options, captures)
             results["cold"] = cold_start(options, kamailio, workdir)
         finally:
             kamailio.stop()

@@ -33,7 +33,7 @@ _OM_TYPES = {"untyped": "unknown"}
 class _Layout:
     """What a family renders as, apart from its samples: built once per family name."""
 
-    __slots__ = ("header", "help", "labelnames", "sample_name", "templates", "type")
+    __slots__ = ("header", "help", "labelnames", "line", "sample_name", "templates", "type")
 
     def __init__(self, type_: str, help_: str, labelnames: tuple[str, ...], header: str,
                  sample_name: str) -> None:
@@ -44,6 +44,7 @@ class _Layout:
         self.sample_name = sample_name
         # `name{a="%s",b="%s"} %s\n` per sample name (a histogram has three)
         self.templates: dict[str, str] = {}
+        self.line = self.template(sample_name, labelnames)  # every sample but suffixed ones
 
     def template(self, sample_name: str, labelnames: tuple[str, ...]) -> str:
         template = self.templates.get(sample_name)
@@ -79,107 +80,99 @@ def _escape_label_value(value: str) -> str:
 
 
 def _text_layout(family: MetricFamily) -> _Layout:
-    layout = _text_layouts.get(family.name)
-    if (layout is None or layout.type != family.type or layout.help != family.help
-            or layout.labelnames != family.labelnames):
-        name = family.name
-        help_line = ""
-        if family.help:
-            escaped = family.help.replace("\\", "\\\\").replace("\n", "\\n")
-            help_line = f"# HELP {name} {escaped}\n"
-        layout = _Layout(family.type, family.help, family.labelnames,
-                         f"{help_line}# TYPE {name} {family.type}\n", name)
-        if len(_text_layouts) >= _CACHE_LIMIT:
-            _text_layouts.clear()
-        _text_layouts[name] = layout
+    name = family.name
+    help_line = ""
+    if family.help:
+        escaped = family.help.replace("\\", "\\\\").replace("\n", "\\n")
+        help_line = f"# HELP {name} {escaped}\n"
+    layout = _Layout(family.type, family.help, family.labelnames,
+                     f"{help_line}# TYPE {name} {family.type}\n", name)
+    if len(_text_layouts) >= _CACHE_LIMIT:
+        _text_layouts.clear()
+    _text_layouts[name] = layout
     return layout
 
 
 def _om_layout(family: MetricFamily) -> _Layout:
-    layout = _om_layouts.get(family.name)
-    if (layout is None or layout.type != family.type or layout.help != family.help
-            or layout.labelnames != family.labelnames):
-        name = sample_name = family.name
-        if family.type == "counter":
-            name = name[:-6] if name.endswith("_total") else name
-            sample_name = name + "_total"
-        help_line = ""
-        if family.help:
-            escaped = (family.help.replace("\\", "\\\\").replace("\n", "\\n")
-                       .replace('"', '\\"'))
-            help_line = f"# HELP {name} {escaped}\n"
-        type_ = _OM_TYPES.get(family.type, family.type)
-        layout = _Layout(family.type, family.help, family.labelnames,
-                         f"{help_line}# TYPE {name} {type_}\n", sample_name)
-        if len(_om_layouts) >= _CACHE_LIMIT:
-            _om_layouts.clear()
-        _om_layouts[family.name] = layout
+    name = sample_name = family.name
+    if family.type == "counter":
+        name = name[:-6] if name.endswith("_total") else name
+        sample_name = name + "_total"
+    help_line = ""
+    if family.help:
+        escaped = (family.help.replace("\\", "\\\\").replace("\n", "\\n")
+                   .replace('"', '\\"'))
+        help_line = f"# HELP {name} {escaped}\n"
+    type_ = _OM_TYPES.get(family.type, family.type)
+    layout = _Layout(family.type, family.help, family.labelnames,
+                     f"{help_line}# TYPE {name} {type_}\n", sample_name)
+    if len(_om_layouts) >= _CACHE_LIMIT:
+        _om_layouts.clear()
+    _om_layouts[family.name] = layout
     return layout
 
 
-def _render_samples(
-    out: list[str], template: str, width: int, samples: list[tuple[tuple[str, ...], float]]
-) -> None:
-    """One line per sample; `width` is the number of labels."""
+def _render(families: Iterable[MetricFamily], layouts: dict[str, _Layout],
+            new_layout: Callable[[MetricFamily], _Layout], openmetrics: bool) -> list[str]:
+    """The lines of every family: one loop, as a probe renders about a hundred families and
+    most hold a single sample, so per-family calls would cost more than the samples."""
+    out: list[str] = []
     append = out.append
+    cached = layouts.get
     value: object
-    if width == 0:
-        for _, value in samples:
-            if value.__class__ is not int:
-                value = format_value(value)
-            append(template % value)
-    elif width == 1:
-        for values, value in samples:
-            first = values[0]
-            if "\\" in first or '"' in first or "\n" in first:
-                first = _escape_label_value(first)
-            if value.__class__ is not int:
-                value = format_value(value)
-            append(template % (first, value))
-    else:
-        for values, value in samples:
-            joined = "".join(values)
-            if "\\" in joined or '"' in joined or "\n" in joined:
-                values = tuple(map(_escape_label_value, values))
-            if value.__class__ is not int:
-                value = format_value(value)
-            append(template % (*values, value))
-
-
-def _render_family(out: list[str], family: MetricFamily, layout: _Layout) -> None:
-    out.append(layout.header)
-    labelnames = family.labelnames
-    suffixes = family.suffixes
-    if suffixes is None or family.type not in SUFFIXED_TYPES:
-        template = layout.template(layout.sample_name, labelnames)
-        _render_samples(out, template, len(labelnames), family.samples)
-        return
-    # histogram and summary: `le`/`quantile` (the last label) only where the suffix has it
-    bucket_suffix = "_bucket" if family.type == "histogram" else ""
-    for suffix, sample in zip(suffixes, family.samples, strict=True):
-        sample_name = family.name + suffix
-        if suffix == bucket_suffix:
-            template = layout.template(sample_name, labelnames)
-            _render_samples(out, template, len(labelnames), [sample])
+    for family in families:
+        if openmetrics and family.text_format_only:
+            continue
+        layout = cached(family.name)
+        if (layout is None or layout.type != family.type or layout.help != family.help
+                or layout.labelnames != family.labelnames):
+            layout = new_layout(family)
+        append(layout.header)
+        if family.suffixes is not None and family.type in SUFFIXED_TYPES:
+            _render_suffixed(out, family, layout)
+            continue
+        line = layout.line
+        width = len(family.labelnames)
+        if width == 0:
+            for _, value in family.samples:
+                append(line % (value if value.__class__ is int else format_value(value)))
+        elif width == 1:
+            for values, value in family.samples:
+                first = values[0]
+                if "\\" in first or '"' in first or "\n" in first:
+                    first = _escape_label_value(first)
+                append(line % (first, value if value.__class__ is int else format_value(value)))
         else:
-            template = layout.template(sample_name, labelnames[:-1])
-            _render_samples(out, template, len(labelnames) - 1, [(sample[0][:-1], sample[1])])
+            for values, value in family.samples:
+                joined = "".join(values)
+                if "\\" in joined or '"' in joined or "\n" in joined:
+                    values = tuple(map(_escape_label_value, values))
+                append(line % (*values, value if value.__class__ is int else format_value(value)))
+    return out
+
+
+def _render_suffixed(out: list[str], family: MetricFamily, layout: _Layout) -> None:
+    """Histogram and summary samples: `le`/`quantile` (the last label) only where the suffix
+    has it."""
+    labelnames = family.labelnames
+    bucket_suffix = "_bucket" if family.type == "histogram" else ""
+    assert family.suffixes is not None
+    for suffix, (values, value) in zip(family.suffixes, family.samples, strict=True):
+        if suffix != bucket_suffix:
+            values = values[:-1]
+        template = layout.template(family.name + suffix, labelnames[:len(values)])
+        escaped = tuple(map(_escape_label_value, values))
+        out.append(template % (*escaped, format_value(value)))
 
 
 def render_text(families: Iterable[MetricFamily]) -> bytes:
     """Prometheus text format 0.0.4."""
-    out: list[str] = []
-    for family in families:
-        _render_family(out, family, _text_layout(family))
-    return "".join(out).encode()
+    return "".join(_render(families, _text_layouts, _text_layout, False)).encode()
 
 
 def render_openmetrics(families: Iterable[MetricFamily]) -> bytes:
     """OpenMetrics 1.0.0: counters are named without `_total`, their samples with it."""
-    out: list[str] = []
-    for family in families:
-        if not family.text_format_only:
-            _render_family(out, family, _om_layout(family))
+    out = _render(families, _om_layouts, _om_layout, True)
     out.append("# EOF\n")
     return "".join(out).encode()
 

@@ -7,7 +7,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from .metrics import MetricFamily
+from .probe import ProbeLog
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,9 +18,8 @@ class ProbeRecord:
     success: bool
     stage: str | None
     duration: float
-    # Kept as parts and rendered only when someone asks: most probes are never looked at.
-    log_lines: list[str]
-    families: list[MetricFamily]
+    log: ProbeLog  # formatted only when someone asks: most probes are never looked at
+    exposition: bytes  # the metrics as rendered for the scraper (before compression)
     settings: Callable[[], str]
 
 
@@ -38,12 +37,12 @@ class ProbeHistory:
         self._failures: deque[ProbeRecord] = deque()
 
     def add(self, target: str, module: str, success: bool, stage: str | None, duration: float,
-            log_lines: list[str], families: list[MetricFamily],
-            settings: Callable[[], str]) -> ProbeRecord | None:
+            log: ProbeLog, exposition: bytes, settings: Callable[[], str]
+            ) -> ProbeRecord | None:
         if self.limit <= 0:
             return None
         record = ProbeRecord(next(self._ids), target, module, success, stage, duration,
-                             log_lines, families, settings)
+                             log, exposition, settings)
         self._recent.append(record)
         if len(self._recent) > self.limit:
             dropped = self._recent.popleft()

@@ -7,6 +7,7 @@ The probe never raises for a target's failure: it returns `kamailio_up 0` with t
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -70,29 +71,41 @@ class ProbeRequest:
     http_sources: Mapping[str, str] = field(default_factory=dict)
 
 
+class ProbeLog:
+    """The lines of one probe: forwarded to the exporter's log and kept for `debug=true`.
+
+    A line is kept as its time, level, `%` format and arguments, and formatted only when read:
+    a full probe writes about 17 lines, and most probes' lines are never looked at.
+    """
+
+    __slots__ = ("_entries", "_extra", "_forward", "_started")
+
+    def __init__(self, target: str, module: str, started: float, *, forward: bool = True
+                 ) -> None:
+        self._entries: list[tuple[float, int, str, tuple[object, ...]]] = []
+        self._extra = {"target": target, "probe_module": module}
+        self._started = started
+        self._forward = forward
+
+    def __call__(self, level: int, message: str, *args: object) -> None:
+        self._entries.append((time.monotonic() - self._started, level, message, args))
+        if self._forward and log.isEnabledFor(level):
+            log.log(level, message, *args, extra=self._extra)
+
+    @property
+    def lines(self) -> list[str]:
+        return [f"{elapsed:8.4f}s {logging.getLevelName(level).lower():5} "
+                f"{message % args if args else message}"
+                for elapsed, level, message, args in self._entries]
+
+
 @dataclass(slots=True)
 class ProbeResult:
     families: list[MetricFamily]
     success: bool
     stage: str | None
     duration: float
-    log_lines: list[str]
-
-
-class ProbeLog:
-    """The lines of one probe: forwarded to the exporter's log and kept for `debug=true`."""
-
-    def __init__(self, target: str, module: str, started: float) -> None:
-        self.lines: list[str] = []
-        self._extra = {"target": target, "probe_module": module}
-        self._started = started
-
-    def __call__(self, level: int, message: str) -> None:
-        self.lines.append(
-            f"{time.monotonic() - self._started:8.4f}s "
-            f"{logging.getLevelName(level).lower():5} {message}"
-        )
-        log.log(level, message, extra=self._extra)
+    log: ProbeLog
 
 
 class _StageFailure(Exception):
@@ -144,8 +157,8 @@ class _ProbeRun:
 
     async def run(self) -> ProbeResult:
         request, plog = self.request, self.log
-        plog(logging.DEBUG, f"probing {request.address} with module {request.module!r}, "
-                            f"timeout {request.timeout:.3f}s")
+        plog(logging.DEBUG, "probing %s with module %r, timeout %.3fs", request.address,
+             request.module, request.timeout)
         http_tasks = {source: asyncio.create_task(self._fetch(url))
                       for source, url in request.http_sources.items()}
         stage: str | None = None
@@ -172,8 +185,8 @@ class _ProbeRun:
         self.families.extend(_probe_families(stage, duration, request.timeout, self.outcomes,
                                              duplicates))
         if stage is None:
-            plog(logging.DEBUG, f"probe succeeded in {duration:.4f}s")
-        return ProbeResult(self.families, stage is None, stage, duration, plog.lines)
+            plog(logging.DEBUG, "probe succeeded in %.4fs", duration)
+        return ProbeResult(self.families, stage is None, stage, duration, plog)
 
     async def _rpcs(self) -> None:
         address = self.request.address
@@ -183,8 +196,8 @@ class _ProbeRun:
                 async with self.prober.pool.lease(address, timeout=self.remaining()) as lease:
                     reused = lease.reused
                     self.connection = lease.connection
-                    self.log(logging.DEBUG, ("reusing" if reused else "opened")
-                             + f" connection to {address}")
+                    self.log(logging.DEBUG, "%s connection to %s",
+                             "reusing" if reused else "opened", address)
                     await self._collect(lease.connection, reused)
                     return
             except ConnectError as exc:
@@ -216,7 +229,7 @@ class _ProbeRun:
         arrivals: list[float] = []
         replies = await connection.call_many(
             [(c.method, c.params) for c in calls], timeout=self.remaining(), arrivals=arrivals)
-        plog(logging.DEBUG, f"{len(calls)} RPCs answered in {loop.time() - rpc_started:.4f}s")
+        plog(logging.DEBUG, "%d RPCs answered in %.4fs", len(calls), loop.time() - rpc_started)
         if methods is None:
             methods = _methods_from(replies[0], plog)
             self.prober.methods[request.address] = methods
@@ -224,7 +237,7 @@ class _ProbeRun:
         second_round: list[tuple[Collector, list[Call]]] = []
         for collector, first, last in spans:
             if not collector.methods & methods:
-                plog(logging.DEBUG, f"collector {collector.name}: module not loaded, skipped")
+                plog(logging.DEBUG, "collector %s: module not loaded, skipped", collector.name)
                 continue
             collector_replies = replies[first:last]
             more = collector.fallback(collector_replies, options) if collector.fallback else []
@@ -261,7 +274,7 @@ class _ProbeRun:
         self.families.extend(produced)
         self.outcomes.append((collector.name, True,
                               waited + time.perf_counter() - collect_started))
-        self.log(logging.DEBUG, f"collector {collector.name}: {len(produced)} families")
+        self.log(logging.DEBUG, "collector %s: %d families", collector.name, len(produced))
 
     async def _fetch(self, url: str) -> list[Metric]:
         """Fetches and parses an HTTP source, within the probe's deadline."""
@@ -337,11 +350,15 @@ def _first_fault(replies: Sequence[Reply]) -> str:
     return "no fault"
 
 
-def failed_before_rpc(stage: str, reason: str, duration: float, timeout: float) -> ProbeResult:
-    """The result of a probe that failed before any RPC, e.g. a name that does not resolve."""
-    line = f"{duration:8.4f}s error probe failed at stage {stage}: {reason}"
+def failed_before_rpc(target: str, module: str, stage: str, reason: str, duration: float,
+                      timeout: float) -> ProbeResult:
+    """The result of a probe that failed before any RPC, e.g. a name that does not resolve.
+
+    Its line is not forwarded to the exporter's log: the caller logs the failure itself."""
+    plog = ProbeLog(target, module, time.monotonic() - duration, forward=False)
+    plog(logging.ERROR, "probe failed at stage %s: %s", stage, reason)
     return ProbeResult(_probe_families(stage, duration, timeout, (), {}), False, stage, duration,
-                       [line])
+                       plog)
 
 
 def _probe_families(
@@ -372,7 +389,8 @@ def _probe_families(
     return result
 
 
-def expand_collectors(names: Sequence[str]) -> tuple[Collector, ...]:
+@functools.lru_cache(maxsize=256)  # asked on every probe; a config has a few modules
+def expand_collectors(names: tuple[str, ...]) -> tuple[Collector, ...]:
     """The collectors a module names, "all" meaning every one, in registry order."""
     if "all" in names:
         return tuple(COLLECTORS.values())

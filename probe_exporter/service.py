@@ -73,13 +73,19 @@ class Exporter:
             headers={"User-Agent": f"kamailio-probe-exporter/{__version__}"},
             connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=30),
             cookie_jar=aiohttp.DummyCookieJar())
-        await self.reload()
+        try:
+            await self.reload()
+        except BaseException:  # no stop() follows a failed start
+            await self.http.close()
+            raise
 
     async def stop(self) -> None:
-        if self.pool is not None:
-            await self.pool.close()
-        if self.http is not None:
-            await self.http.close()
+        try:
+            if self.pool is not None:
+                await self.pool.close()
+        finally:
+            if self.http is not None:
+                await self.http.close()
 
     async def reload(self) -> bool:
         """Loads the config file; an invalid file keeps the current config and raises."""

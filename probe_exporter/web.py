@@ -28,7 +28,6 @@ from .config import (
     resolve_target,
 )
 from .exposition import negotiate, render_text
-from .metrics import MetricFamily
 from .probe import STAGES, ProbeResult, failed_before_rpc
 from .service import BadRequest, Exporter, redact_url, settings_text
 
@@ -119,7 +118,8 @@ async def _probe(request: web.Request, exporter: Exporter, config: Config, targe
         module_name = module or "default"
         log.error("probe failed at stage resolve: %s", reason,
                   extra={"target": target, "probe_module": module_name})
-        result = failed_before_rpc("resolve", reason, time.monotonic() - started, timeout)
+        result = failed_before_rpc(target, module_name, "resolve", reason,
+                                   time.monotonic() - started, timeout)
         return _respond(request, exporter, target, module_name, result, debug,
                         lambda: f"target: {target}\nmodule: {module_name}\n")
 
@@ -131,17 +131,23 @@ async def _probe(request: web.Request, exporter: Exporter, config: Config, targe
 def _respond(request: web.Request, exporter: Exporter, target: str, module: str,
              result: ProbeResult, debug: bool, settings: Callable[[], str]) -> web.StreamResponse:
     exporter.metrics.observe_probe(module, result.success, result.duration)
-    exporter.history.add(target, module, result.success, result.stage, result.duration,
-                         result.log_lines, result.families, settings)
     if debug:
-        return _text(200, _debug_text(result.log_lines, result.families, settings()))
+        exposition = render_text(result.families)
+        exporter.history.add(target, module, result.success, result.stage, result.duration,
+                             result.log, exposition, settings)
+        return _text(200, _debug_text(result.log.lines, exposition, settings()))
     renderer, content_type = negotiate(request.headers.get("Accept"))
-    return _body(request, renderer(result.families), content_type)
+    payload = renderer(result.families)
+    # The history keeps the rendered body, not the families: one object instead of a probe's
+    # thousands, freed now while they are still in the CPU's caches.
+    exporter.history.add(target, module, result.success, result.stage, result.duration,
+                         result.log, payload, settings)
+    return _body(request, payload, content_type)
 
 
-def _debug_text(log_lines: list[str], families: list[MetricFamily], settings_text: str) -> str:
+def _debug_text(log_lines: list[str], exposition: bytes, settings_text: str) -> str:
     return ("Logs for the probe:\n" + "\n".join(log_lines) + "\n\n\n\n"
-            "Metrics that would have been returned:\n" + render_text(families).decode()
+            "Metrics that would have been returned:\n" + exposition.decode()
             + "\n\n\nModule configuration:\n" + settings_text)
 
 
@@ -208,7 +214,7 @@ async def handle_logs(request: web.Request) -> web.StreamResponse:
         record = history.latest_for(target, module)
     if record is None:
         return _text(404, "probe not found")
-    return _text(200, _debug_text(record.log_lines, record.families, record.settings()))
+    return _text(200, _debug_text(record.log.lines, record.exposition, record.settings()))
 
 
 async def handle_config(request: web.Request) -> web.StreamResponse:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -16,6 +18,7 @@ from helpers import samples, value
 from kamailio_harness import KamailioInstance, free_ports
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 
+from probe_exporter.probe import ProbeLog
 from probe_exporter.service import Exporter, Settings
 from probe_exporter.web import create_app
 
@@ -333,8 +336,20 @@ async def test_landing_page_history_and_logs(service: TestClient[Any, Any]) -> N
     assert "<strong>Failure</strong>" in recent
     logs = await service.get("/logs", params={"target": "dead"})
     assert "probe failed at stage connect" in await logs.text()
+    logs_up = await (await service.get("/logs", params={"target": "kam-tcp"})).text()
+    assert re.search(r"^kamailio_up 1\.0$", logs_up, re.MULTILINE)  # the metrics as returned
+    assert re.search(r"s debug +collector stats: \d+ families$", logs_up, re.MULTILINE)
     assert (await service.get("/logs", params={"id": "999999"})).status == 404
     assert (await service.get("/logs")).status == 400
+
+
+def test_probe_log_lines_are_formatted_when_read() -> None:
+    plog = ProbeLog("kam", "default", time.monotonic(), forward=False)
+    plog(logging.DEBUG, "collector %s: %d families", "stats", 3)
+    plog(logging.ERROR, "a message with 100% and no arguments")
+    first, second = plog.lines
+    assert re.fullmatch(r" +\d+\.\d{4}s debug collector stats: 3 families", first)
+    assert second.endswith("s error a message with 100% and no arguments")
 
 
 async def test_health_and_readiness(service: TestClient[Any, Any]) -> None:
