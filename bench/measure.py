@@ -21,6 +21,7 @@ from probe_exporter.collectors import COLLECTORS, CollectorOptions
 from probe_exporter.config import parse_config
 
 SEED_COLLECTORS = ("stats", "pkg", "tcp_info", "rtpengine")
+MINIMAL_COLLECTORS = ("tcp_info",)  # one small RPC: the fixed cost of a probe
 
 
 def log(message: str) -> None:
@@ -28,12 +29,14 @@ def log(message: str) -> None:
 
 
 def modules_config(targets: Sequence[tuple[str, str]], pool: str = "") -> str:
-    """A targets.toml with the modules `default` (every collector) and `seed` (the seed
-    exporter's RPCs), and the given (name, address) targets."""
+    """A targets.toml with the modules `default` (every collector), `seed` (the seed
+    exporter's RPCs) and `minimal` (one small RPC), and the given (name, address) targets."""
     seed = ", ".join(f'"{c}"' for c in SEED_COLLECTORS)
+    minimal = ", ".join(f'"{c}"' for c in MINIMAL_COLLECTORS)
     lines = [pool,
              '[modules.default]\ncollectors = ["all"]\ntimeout = 5.0\n',
-             f"[modules.seed]\ncollectors = [{seed}]\ntimeout = 5.0\n"]
+             f"[modules.seed]\ncollectors = [{seed}]\ntimeout = 5.0\n",
+             f"[modules.minimal]\ncollectors = [{minimal}]\ntimeout = 5.0\n"]
     lines += [f'[[targets]]\nname = "{name}"\naddress = "{address}"\n'
               for name, address in targets]
     return "\n".join(lines)

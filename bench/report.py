@@ -6,6 +6,8 @@ import math
 import re
 from typing import Any
 
+from measure import MINIMAL_COLLECTORS
+
 NA = "n/a"
 
 
@@ -136,18 +138,26 @@ def siblings_section(results: dict[str, Any]) -> list[str]:
 
 
 def idle_lines(serial: dict[str, Any]) -> list[str]:
-    idle, spun = serial["idle"], serial["idle_busy_cores"]
+    idle, spun, minimal = serial["idle"], serial["idle_busy_cores"], serial["idle_minimal"]
     busy = idle["0"]["cpu_ms_per_probe"]
+    minimal_busy = minimal["0"]["cpu_ms_per_probe"]
     rows = [[f"{gap} ms", ms(stats["cpu_ms_per_probe"], 3), times(stats["cpu_ms_per_probe"], busy),
              ms(stats["median"], 3), ms(spun[gap]["cpu_ms_per_probe"], 3),
-             times(spun[gap]["cpu_ms_per_probe"], busy)] for gap, stats in idle.items()]
+             times(spun[gap]["cpu_ms_per_probe"], busy),
+             ms(minimal[gap]["cpu_ms_per_probe"], 3),
+             times(minimal[gap]["cpu_ms_per_probe"], minimal_busy)]
+            for gap, stats in idle.items()]
     return [
         "The same full-set tcp probe after the exporter idled for a while, as paced scrapes "
-        f"arrive; {idle['0']['n']} probes per row, rows taking turns. The last two columns: "
-        "again, with every core kept busy meanwhile by a loop at nice 19 (the cores never "
-        "idle, but other work runs on them between probes):", "",
+        f"arrive; {idle['0']['n']} probes per row, rows taking turns. Then again with every "
+        "core kept busy meanwhile by a loop at nice 19 (the cores never idle, but other work "
+        f"runs on them between probes). The last two columns: a minimal probe (module "
+        f"`minimal`: {', '.join(MINIMAL_COLLECTORS)}, one small RPC), the cost every probe "
+        "pays whatever its collectors: the HTTP request and response, the event loop, the "
+        "pool and one BINRPC round trip.", "",
         *table(["idle before each probe", "exporter CPU/probe", "vs back to back",
-                "median latency", "CPU/probe, cores busy", "vs back to back"], rows),
+                "median latency", "CPU/probe, cores busy", "vs back to back",
+                "minimal probe CPU", "vs back to back"], rows),
     ]
 
 
@@ -371,5 +381,11 @@ def render(results: dict[str, Any], goals: dict[str, float]) -> str:
     lines += profile_lines("Serial full-set probes against the real Kamailio",
                            results["serial"].get("profile"))
     lines += profile_lines("Fleet, back to back", results["fleet"].get("profile"))
+    paced = results["fleet"].get("paced_profile")
+    if paced and "paced_as" in paced:
+        spaced = paced["paced_as"]
+        lines += profile_lines(
+            f"Fleet, paced as {spaced['targets']:,} targets every {spaced['interval']:g} s "
+            f"(a probe every {spaced['spacing'] * 1000:.3g} ms)", paced)
     lines += siblings_section(results)
     return "\n".join(lines).rstrip() + "\n"

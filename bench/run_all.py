@@ -139,10 +139,15 @@ def serial_probes(options: Options, kamailio: KamailioInstance, workdir: Path
             idle_http = BlockingHttp("127.0.0.1", exporter.port)
             closers.append(idle_http)
             full_tcp = probe_runner(idle_http, "kam-tcp", "default")
+            minimal_tcp = probe_runner(idle_http, "kam-tcp", "minimal")
             idle_variants = [Variant(f"{gap * 1000:g}", after_idle(full_tcp, gap), exporter.pid)
                              for gap in IDLE_GAPS]
+            minimal_variants = [Variant(f"{gap * 1000:g}", after_idle(minimal_tcp, gap),
+                                        exporter.pid) for gap in IDLE_GAPS]
             log(f"serial probes: after idle gaps of {IDLE_GAPS} s")
             idle = interleaved(idle_variants, options.idle_probes, options.idle_probes // 3)
+            idle_minimal = interleaved(minimal_variants, options.idle_probes,
+                                       options.idle_probes // 3)
             # Again with every core kept busy by a loop at the lowest priority: the cores never
             # idle (no power states), yet other work runs on them between the probes.
             spinners = [Child(["nice", "-n", "19", sys.executable, "-c", "while True: pass"],
@@ -173,6 +178,7 @@ def serial_probes(options: Options, kamailio: KamailioInstance, workdir: Path
                 "others": others,
                 "idle": idle,
                 "idle_busy_cores": idle_busy,
+                "idle_minimal": idle_minimal,
                 "rpcs": calls_count,
                 "floor_faults": sum(c.faults for c in closers if isinstance(c, FloorClient)),
                 "samples_full": sample_count(full_text),
@@ -304,7 +310,7 @@ def fleet(options: Options, workdir: Path, captures: list[Path]) -> dict[str, An
             idle = read_proc(exporter.pid)
             runs = []
             rss_pooled: tuple[int, float] | None = None
-            profile = None
+            profile = paced_profile = None
             for n in sorted(options.fleet):
                 log(f"fleet N={n}: paced, interval {options.interval:g} s x {options.rounds}")
                 paced = loadgen(exporter, replay, workdir, n, "paced",
@@ -325,8 +331,10 @@ def fleet(options: Options, workdir: Path, captures: list[Path]) -> dict[str, An
                 if n <= 1000:
                     rss_pooled = (n, after.rss_mib)
                 if options.profile_seconds and n == min(largest, 1000):
-                    log(f"fleet N={n}: profiling {options.profile_seconds:g} s")
+                    log(f"fleet N={n}: profiling {options.profile_seconds:g} s, back to back "
+                        "then paced")
                     profile = profile_fleet(exporter, workdir, n, options)
+                    paced_profile = profile_paced(exporter, workdir, n, options)
             return {
                 "replies": {"fixtures": len(list(FIXTURES.glob("*_s2c.bin"))),
                             "live": len(list(captures[0].glob("*_s2c.bin")))},
@@ -335,6 +343,7 @@ def fleet(options: Options, workdir: Path, captures: list[Path]) -> dict[str, An
                 "rss_pooled": rss_pooled,
                 "rss_after_mib": read_proc(exporter.pid).rss_mib,
                 "profile": profile,
+                "paced_profile": paced_profile,
                 "config_targets": len(names),
             }
 
@@ -367,13 +376,34 @@ def profile_fleet(exporter: Exporter, workdir: Path, n: int, options: Options
                               ["--concurrency", str(options.closed_concurrency),
                                "--duration", str(options.profile_seconds + 1),
                                "--warmup", "0.5"])
-    load = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return profiled_under(exporter, command, 0.5, options.profile_seconds)
+
+
+def profile_paced(exporter: Exporter, workdir: Path, n: int, options: Options
+                  ) -> dict[str, Any]:
+    """Probes spaced as N targets every interval are (15 ms apart for 1,000 every 15 s), from
+    a slice of the targets in short rounds, so that the window fits the profile."""
+    spacing = options.interval / n
+    count = max(int(options.profile_seconds / 4 / spacing), 1)  # rounds of a quarter window
+    interval = count * spacing
+    rounds = int((options.profile_seconds + 2) / interval) + 2
+    command = loadgen_command(exporter, workdir, count, interval * rounds + 30, "paced",
+                              ["--interval", f"{interval:g}", "--rounds", str(rounds)])
+    profile = profiled_under(exporter, command, interval + 0.5, options.profile_seconds)
+    profile["paced_as"] = {"targets": n, "interval": options.interval, "spacing": spacing}
+    return profile
+
+
+def profiled_under(exporter: Exporter, load_command: list[str], settle: float,
+                   seconds: float) -> dict[str, Any]:
+    """py-spy samples of the exporter while the load generator runs `load_command`."""
+    load = subprocess.Popen(load_command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        time.sleep(0.5)
-        return profiled(exporter.pid, options.profile_seconds)
+        time.sleep(settle)
+        return profiled(exporter.pid, seconds)
     finally:
         try:
-            load.wait(timeout=options.profile_seconds + 40)
+            load.wait(timeout=seconds + 60)
         except subprocess.TimeoutExpired:
             load.kill()
             load.wait()
