@@ -1,8 +1,9 @@
 """Round trip plus decode of `stats.fetch all` on one persistent connection (tcp and unix).
 
 Starts a Kamailio of its own (tests/kamailio_harness.py) on free loopback ports, stops it at the
-end, and prints median / p99 per transport, with the decode-only share and a typical probe batch
-for comparison. Figures only, no assertions.
+end, and prints median / p99 per transport, beside the floor (the same request on a bare socket,
+reply not decoded), the decode-only share and a typical probe batch. Figures only, no
+assertions.
 
     .venv/bin/python bench/bench_roundtrip.py [--iterations N]
 """
@@ -17,6 +18,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from floor import FloorClient
 
 from probe_exporter.binrpc.address import parse_address
 from probe_exporter.binrpc.client import connect
@@ -41,6 +44,20 @@ def summary(label: str, seconds: list[float]) -> str:
     median = statistics.median(ordered) * 1e6
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1e6
     return f"{label:<44} median {median:8.1f} us   p99 {p99:8.1f} us   (n={len(ordered)})"
+
+
+def bench_floor(address_text: str, iterations: int) -> None:
+    """The same round trip on a blocking socket that reads the reply without decoding it:
+    Kamailio's time and the loopback's, which no client can go below."""
+    floor = FloorClient(parse_address(address_text), [("stats.fetch", ("all",))])
+    try:
+        for _ in range(min(500, iterations)):
+            floor.run()
+        round_trips = [floor.run() for _ in range(iterations)]
+    finally:
+        floor.close()
+    print(summary(f"{address_text.split(':')[0]}: stats.fetch all (floor: bare socket)",
+                  round_trips))
 
 
 async def bench_transport(address_text: str, iterations: int) -> None:
@@ -98,6 +115,7 @@ def main() -> None:
         kamailio.start()
         print(f"kamailio pid {kamailio.pid}, {kamailio.tcp}, {kamailio.unix}")
         for address in (kamailio.tcp, kamailio.unix):
+            bench_floor(address, args.iterations)
             asyncio.run(bench_transport(address, args.iterations))
         asyncio.run(bench_decode_only(kamailio.unix, args.iterations))
     finally:

@@ -49,7 +49,8 @@ def sibling_figure(results: dict[str, Any], script: str, pattern: str) -> float 
 
 
 def targets_section(results: dict[str, Any], goals: dict[str, float]) -> list[str]:
-    serial = results["serial"]["variants"]
+    serial_results = results["serial"]
+    serial = serial_results["variants"]
     seed, full = serial["probe seed tcp"], serial["probe full tcp"]
     fleet_runs = results["fleet"]["runs"]
     paced_1000 = next((r["paced"] for r in fleet_runs
@@ -73,6 +74,9 @@ def targets_section(results: dict[str, Any], goals: dict[str, float]) -> list[st
     decode = sibling_figure(results, "bench_codec.py", r"decode stats\.fetch all")
     roundtrip = sibling_figure(results, "bench_roundtrip.py",
                                r"^tcp: stats\.fetch all \(round trip")
+    roundtrip_floor = sibling_figure(results, "bench_roundtrip.py",
+                                     r"^tcp: stats\.fetch all \(floor")
+    floor_text = f" (bare socket: {ms(roundtrip_floor, 1)} us)" if roundtrip_floor else ""
     rows = [
         ["Seed RPC set, serial /probe (gzip), CPU per probe", f"<= {goals['seed_cpu_ms']} ms",
          f"{ms(seed['cpu_ms_per_probe'], 3)} ms",
@@ -95,7 +99,7 @@ def targets_section(results: dict[str, Any], goals: dict[str, float]) -> list[st
          verdict(decode, goals["decode_us"])],
         ["Round trip + decode on TCP (bench_roundtrip.py), median",
          f"<= {goals['roundtrip_us']:g} us",
-         f"{ms(roundtrip, 1)} us" if roundtrip is not None else "not run",
+         f"{ms(roundtrip, 1)} us{floor_text}" if roundtrip is not None else "not run",
          verdict(roundtrip, goals["roundtrip_us"])],
     ]
     lines = ["## Targets", "", *table(["what", "target", "measured", ""], rows)]
@@ -112,6 +116,8 @@ def targets_section(results: dict[str, Any], goals: dict[str, float]) -> list[st
         penalty = results.get("idle_penalty", {}).get("15")
         machine_penalty = (f" (x{penalty['ratio']:.2f} after 15 ms against the paced probes' "
                            f"x{paced_1000['cpu_ms_per_probe'] / warm:.2f})" if penalty else "")
+        minimal = serial_results["idle_minimal"]
+        longest = list(minimal)[-1]
         lines += [
             "**1,000 targets every 15 s.** Paced, each probe cost the exporter "
             f"{ms(paced_1000['cpu_ms_per_probe'], 2)} ms of CPU; back to back, the same probes "
@@ -121,8 +127,11 @@ def targets_section(results: dict[str, Any], goals: dict[str, float]) -> list[st
             "figures show the CPU time of one and the same probe growing with the time the "
             "exporter idled before it, whether the cores idle meanwhile or run other work, "
             f"and the same growth{machine_penalty} for the probe's in-process work alone, with "
-            "no I/O: a property of this machine, not of the exporter's I/O. Where the time goes "
-            "inside the exporter is in the profiles.", ""]
+            "no I/O: a property of this machine. The fixed part of a probe (the HTTP request, "
+            "the event loop, the pool, one BINRPC round trip: a minimal probe) grows most: "
+            f"{ms(minimal['0']['cpu_ms_per_probe'], 2)} ms back to back, "
+            f"{ms(minimal[longest]['cpu_ms_per_probe'], 2)} ms after {longest} ms idle. Where "
+            "the time goes inside the exporter is in the profiles, the paced one last.", ""]
     return lines
 
 

@@ -31,9 +31,15 @@ _OM_TYPES = {"untyped": "unknown"}
 
 
 class _Layout:
-    """What a family renders as, apart from its samples: built once per family name."""
+    """What a family renders as, apart from its samples: built once per family name.
 
-    __slots__ = ("header", "help", "labelnames", "line", "sample_name", "templates", "type")
+    A sample line of up to two labels is an f-string of the constant parts around the label
+    values and the value (`prefix`, `separator`, `middle`), a third cheaper than a `%` template;
+    families with more labels, and histogram and summary samples, use the templates.
+    """
+
+    __slots__ = ("header", "help", "labelnames", "line", "middle", "prefix", "sample_name",
+                 "separator", "templates", "type")
 
     def __init__(self, type_: str, help_: str, labelnames: tuple[str, ...], header: str,
                  sample_name: str) -> None:
@@ -45,6 +51,13 @@ class _Layout:
         # `name{a="%s",b="%s"} %s\n` per sample name (a histogram has three)
         self.templates: dict[str, str] = {}
         self.line = self.template(sample_name, labelnames)  # every sample but suffixed ones
+        # name{a="<value>",b="<value>"} <value>
+        if labelnames:
+            self.prefix = f'{sample_name}{{{labelnames[0]}="'
+            self.separator = f'",{labelnames[1]}="' if len(labelnames) > 1 else ""
+            self.middle = '"} '
+        else:
+            self.prefix, self.separator, self.middle = f"{sample_name} ", "", ""
 
     def template(self, sample_name: str, labelnames: tuple[str, ...]) -> str:
         template = self.templates.get(sample_name)
@@ -131,18 +144,29 @@ def _render(families: Iterable[MetricFamily], layouts: dict[str, _Layout],
         if family.suffixes is not None and family.type in SUFFIXED_TYPES:
             _render_suffixed(out, family, layout)
             continue
-        line = layout.line
+        prefix, middle = layout.prefix, layout.middle
         width = len(family.labelnames)
         if width == 0:
             for _, value in family.samples:
-                append(line % (value if value.__class__ is int else format_value(value)))
+                append(f"{prefix}{value if value.__class__ is int else format_value(value)}\n")
         elif width == 1:
             for values, value in family.samples:
                 first = values[0]
                 if "\\" in first or '"' in first or "\n" in first:
                     first = _escape_label_value(first)
-                append(line % (first, value if value.__class__ is int else format_value(value)))
+                append(f"{prefix}{first}{middle}"
+                       f"{value if value.__class__ is int else format_value(value)}\n")
+        elif width == 2:
+            separator = layout.separator
+            for values, value in family.samples:
+                first, second = values[0], values[1]
+                joined = first + second
+                if "\\" in joined or '"' in joined or "\n" in joined:
+                    first, second = _escape_label_value(first), _escape_label_value(second)
+                append(f"{prefix}{first}{separator}{second}{middle}"
+                       f"{value if value.__class__ is int else format_value(value)}\n")
         else:
+            line = layout.line
             for values, value in family.samples:
                 joined = "".join(values)
                 if "\\" in joined or '"' in joined or "\n" in joined:
