@@ -159,9 +159,12 @@ class Variant:
     check: Callable[[], None] | None = None
 
 
-def interleaved(variants: list[Variant], count: int, block: int) -> dict[str, dict[str, Any]]:
+def interleaved(variants: list[Variant], count: int, block: int, block_warmup: int = 0
+                ) -> dict[str, dict[str, Any]]:
     """Runs every variant `count` times in blocks of `block`, the variants taking turns, so
-    that each sees the same machine; the exporter's CPU time is read around its blocks."""
+    that each sees the same machine; the exporter's CPU time is read around its blocks.
+    `block_warmup` unmeasured runs open each block: a block of back-to-back probes that
+    follows one of probes spaced apart then starts warm, as back to back means."""
     for variant in variants:  # warm-up, unmeasured
         for _ in range(max(block // 2, 1)):
             variant.run()
@@ -171,6 +174,8 @@ def interleaved(variants: list[Variant], count: int, block: int) -> dict[str, di
     cpu: dict[str, float] = {v.name: 0.0 for v in variants}
     for _ in range(max(count // block, 1)):
         for variant in variants:
+            for _ in range(block_warmup):
+                variant.run()
             before = read_proc(variant.pid).cpu_seconds if variant.pid else 0.0
             samples = latencies[variant.name]
             for _ in range(block):

@@ -149,18 +149,20 @@ def siblings_section(results: dict[str, Any]) -> list[str]:
 def idle_lines(serial: dict[str, Any]) -> list[str]:
     idle, spun, minimal = serial["idle"], serial["idle_busy_cores"], serial["idle_minimal"]
     busy = idle["0"]["cpu_ms_per_probe"]
+    spun_busy = spun["0"]["cpu_ms_per_probe"]
     minimal_busy = minimal["0"]["cpu_ms_per_probe"]
     rows = [[f"{gap} ms", ms(stats["cpu_ms_per_probe"], 3), times(stats["cpu_ms_per_probe"], busy),
              ms(stats["median"], 3), ms(spun[gap]["cpu_ms_per_probe"], 3),
-             times(spun[gap]["cpu_ms_per_probe"], busy),
+             times(spun[gap]["cpu_ms_per_probe"], spun_busy),
              ms(minimal[gap]["cpu_ms_per_probe"], 3),
              times(minimal[gap]["cpu_ms_per_probe"], minimal_busy)]
             for gap, stats in idle.items()]
     return [
         "The same full-set tcp probe after the exporter idled for a while, as paced scrapes "
-        f"arrive; {idle['0']['n']} probes per row, rows taking turns. Then again with every "
-        "core kept busy meanwhile by a loop at nice 19 (the cores never idle, but other work "
-        f"runs on them between probes). The last two columns: a minimal probe (module "
+        f"arrive; {idle['0']['n']} probes per row, rows taking turns in blocks, each block "
+        "opened by a few unmeasured probes (so that back to back starts warm). Then again "
+        "with every core kept busy meanwhile by a loop at nice 19 (the cores never idle, but "
+        "other work runs on them between probes). The last two columns: a minimal probe (module "
         f"`minimal`: {', '.join(MINIMAL_COLLECTORS)}, one small RPC), the cost every probe "
         "pays whatever its collectors: the HTTP request and response, the event loop, the "
         "pool and one BINRPC round trip.", "",

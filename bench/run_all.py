@@ -145,17 +145,16 @@ def serial_probes(options: Options, kamailio: KamailioInstance, workdir: Path
             minimal_variants = [Variant(f"{gap * 1000:g}", after_idle(minimal_tcp, gap),
                                         exporter.pid) for gap in IDLE_GAPS]
             log(f"serial probes: after idle gaps of {IDLE_GAPS} s")
-            idle = interleaved(idle_variants, options.idle_probes, options.idle_probes // 3)
-            idle_minimal = interleaved(minimal_variants, options.idle_probes,
-                                       options.idle_probes // 3)
+            block = options.idle_probes // 3
+            idle = interleaved(idle_variants, options.idle_probes, block, block // 10)
+            idle_minimal = interleaved(minimal_variants, options.idle_probes, block, block // 10)
             # Again with every core kept busy by a loop at the lowest priority: the cores never
             # idle (no power states), yet other work runs on them between the probes.
             spinners = [Child(["nice", "-n", "19", sys.executable, "-c", "while True: pass"],
                               workdir / "spinner.log") for _ in range(os.cpu_count() or 1)]
             with stopping(*spinners):
                 log("serial probes: after idle gaps, cores kept busy")
-                idle_busy = interleaved(idle_variants, options.idle_probes,
-                                        options.idle_probes // 3)
+                idle_busy = interleaved(idle_variants, options.idle_probes, block, block // 10)
             http = BlockingHttp("127.0.0.1", exporter.port)
             closers.append(http)
 
