@@ -105,11 +105,16 @@ def targets_section(results: dict[str, Any], goals: dict[str, float]) -> list[st
     lines = ["## Targets", "", *table(["what", "target", "measured", ""], rows)]
     if full["cpu_ms_per_probe"] > goals["full_cpu_ms"]:
         unix = serial["probe full unix"]["cpu_ms_per_probe"]
+        full_busy = serial_results.get("variants_busy_cores", {}).get("probe full tcp")
+        full_busy_text = (f"; {ms(full_busy['cpu_ms_per_probe'], 2)} ms over TCP with the cores "
+                          "kept busy" if full_busy else "")
         lines += [
             f"**Full set.** {ms(full['cpu_ms_per_probe'], 2)} ms of CPU per probe over TCP, "
-            f"{ms(unix, 2)} ms over the unix socket. The time is spread over decoding, the "
-            "collectors and rendering (profiles below), each a tuned loop on its own "
-            "(bench_codec.py, bench_exposition.py below).", ""]
+            f"{ms(unix, 2)} ms over the unix socket{full_busy_text}. The time is spread over "
+            "decoding, the collectors and rendering (profiles below), each a tuned loop on its "
+            "own (bench_codec.py, bench_exposition.py below); serial probes leave the cores idle "
+            "for a moment between them, and this machine charges idling (the tables after the "
+            "serial figures).", ""]
     if paced_1000 and paced_1000["cpu_percent"] >= goals["fleet_cpu_percent"]:
         run_1000 = next(r for r in fleet_runs if r["n"] == 1000)
         warm = run_1000["closed"]["cpu_ms_per_probe"]
@@ -118,6 +123,12 @@ def targets_section(results: dict[str, Any], goals: dict[str, float]) -> list[st
                            f"x{paced_1000['cpu_ms_per_probe'] / warm:.2f})" if penalty else "")
         minimal = serial_results["idle_minimal"]
         longest = list(minimal)[-1]
+        paced_busy = run_1000.get("paced_busy_cores")
+        busy_text = (
+            " With every core kept busy by a loop at nice 19 during the same paced load (the "
+            f"cores never idle), the exporter used {ms(paced_busy['cpu_percent'], 1)} % of a "
+            f"core ({ms(paced_busy['cpu_ms_per_probe'], 2)} ms per probe)."
+            if paced_busy else "")
         lines += [
             "**1,000 targets every 15 s.** Paced, each probe cost the exporter "
             f"{ms(paced_1000['cpu_ms_per_probe'], 2)} ms of CPU; back to back, the same probes "
@@ -131,7 +142,8 @@ def targets_section(results: dict[str, Any], goals: dict[str, float]) -> list[st
             "the event loop, the pool, one BINRPC round trip: a minimal probe) grows most: "
             f"{ms(minimal['0']['cpu_ms_per_probe'], 2)} ms back to back, "
             f"{ms(minimal[longest]['cpu_ms_per_probe'], 2)} ms after {longest} ms idle. Where "
-            "the time goes inside the exporter is in the profiles, the paced one last.", ""]
+            "the time goes inside the exporter is in the profiles, the paced one last."
+            + busy_text, ""]
     return lines
 
 
@@ -192,6 +204,7 @@ def idle_penalty_lines(results: dict[str, Any]) -> list[str]:
 def serial_section(results: dict[str, Any]) -> list[str]:
     serial = results["serial"]
     variants = serial["variants"]
+    busy = serial.get("variants_busy_cores", {})
     rows = []
     for kind in ("seed", "full"):
         rpcs = serial["rpcs"]["seed" if kind == "seed" else "default"]
@@ -203,7 +216,9 @@ def serial_section(results: dict[str, Any]) -> list[str]:
                          ms(probe["median"], 3), ms(probe["p99"], 3),
                          f"{probe['median'] / floor['median']:.2f}",
                          f"+{ms(probe['median'] - floor['median'], 3)}",
-                         ms(probe["cpu_ms_per_probe"], 3)])
+                         ms(probe["cpu_ms_per_probe"], 3),
+                         ms(busy[f"probe {kind} {transport}"]["cpu_ms_per_probe"], 3)
+                         if busy else NA])
     n = variants["probe seed tcp"]["n"]
     return [
         "## Serial /probe against a real Kamailio, and the floor", "",
@@ -214,9 +229,11 @@ def serial_section(results: dict[str, Any]) -> list[str]:
         "`core.tcp_info`, `rtpengine.show all` (module with collectors stats, pkg, tcp_info, "
         "rtpengine). Full set: every collector whose RPCs this Kamailio offers. Exporter CPU "
         "per probe: its user+system time from /proc/PID/stat over the probe blocks, divided "
-        "by their probe count. Times in ms.", "",
+        "by their probe count; in the last column, the probes again (half as many) with every "
+        "core kept busy by a loop at nice 19, so that the cores never idle between probes. "
+        "Times in ms.", "",
         *table(["", "RPCs", "floor median", "floor p99", "probe median", "probe p99",
-                "ratio", "overhead", "exporter CPU/probe"], rows),
+                "ratio", "overhead", "exporter CPU/probe", "CPU/probe, cores busy"], rows),
         f"Other work on the machine meanwhile: {serial['others']['others_percent']:.0f} % of a "
         f"core; steal time: {serial['others']['steal_percent']:.0f} %.", "",
         *idle_lines(serial),

@@ -23,6 +23,7 @@ Every process started here is stopped by PID; every loop is bounded in count and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -31,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,6 +136,10 @@ def serial_probes(options: Options, kamailio: KamailioInstance, workdir: Path
             noise = Noise(exporter.pid, kamailio.pid)
             results = interleaved(variants, options.serial, options.block)
             others = noise.others()
+            log("serial probes: again, cores kept busy")
+            with busy_cores(workdir):
+                results_busy = interleaved([v for v in variants if v.pid],
+                                           max(options.serial // 2, 1), options.block)
             # The same probe arriving into an exporter idle for a while, as paced scrapes do.
             idle_http = BlockingHttp("127.0.0.1", exporter.port)
             closers.append(idle_http)
@@ -148,11 +153,7 @@ def serial_probes(options: Options, kamailio: KamailioInstance, workdir: Path
             block = options.idle_probes // 3
             idle = interleaved(idle_variants, options.idle_probes, block, block // 10)
             idle_minimal = interleaved(minimal_variants, options.idle_probes, block, block // 10)
-            # Again with every core kept busy by a loop at the lowest priority: the cores never
-            # idle (no power states), yet other work runs on them between the probes.
-            spinners = [Child(["nice", "-n", "19", sys.executable, "-c", "while True: pass"],
-                              workdir / "spinner.log") for _ in range(os.cpu_count() or 1)]
-            with stopping(*spinners):
+            with busy_cores(workdir):
                 log("serial probes: after idle gaps, cores kept busy")
                 idle_busy = interleaved(idle_variants, options.idle_probes, block, block // 10)
             http = BlockingHttp("127.0.0.1", exporter.port)
@@ -174,6 +175,7 @@ def serial_probes(options: Options, kamailio: KamailioInstance, workdir: Path
                                    probe_runner(http, "kam-tcp", "default"))
             return {
                 "variants": results,
+                "variants_busy_cores": results_busy,
                 "others": others,
                 "idle": idle,
                 "idle_busy_cores": idle_busy,
@@ -212,6 +214,16 @@ class Noise:
         wall = time.monotonic() - self.started
         return {"others_percent": 100 * max(busy - ours, 0.0) / wall,
                 "steal_percent": 100 * steal / wall}
+
+
+@contextlib.contextmanager
+def busy_cores(workdir: Path) -> Iterator[None]:
+    """Every core kept busy by a loop at the lowest priority: the cores never idle (no power
+    states, no giving the core back to the hypervisor), yet they run the exporter first."""
+    spinners = [Child(["nice", "-n", "19", sys.executable, "-c", "while True: pass"],
+                      workdir / "spinner.log") for _ in range(os.cpu_count() or 1)]
+    with stopping(*spinners):
+        yield
 
 
 def after_idle(run: Callable[[], float], gap: float) -> Callable[[], float]:
@@ -317,6 +329,14 @@ def fleet(options: Options, workdir: Path, captures: list[Path]) -> dict[str, An
                                  "--rounds", str(options.rounds)],
                                 options.interval * options.rounds + 60)
                 pool_connections = exporter.self_metric("kamailio_exporter_pool_connections")
+                paced_busy = None
+                if n == min(largest, 1000):
+                    log(f"fleet N={n}: paced again, cores kept busy")
+                    with busy_cores(workdir):
+                        paced_busy = loadgen(exporter, replay, workdir, n, "paced",
+                                             ["--interval", str(options.interval),
+                                              "--rounds", "2"],
+                                             options.interval * 2 + 60)
                 log(f"fleet N={n}: back to back, {options.closed_seconds:g} s")
                 closed = loadgen(exporter, replay, workdir, n, "closed",
                                  ["--concurrency", str(options.closed_concurrency),
@@ -324,7 +344,8 @@ def fleet(options: Options, workdir: Path, captures: list[Path]) -> dict[str, An
                                   "--warmup", str(min(2.0, options.closed_seconds))],
                                  options.closed_seconds + 60)
                 after = read_proc(exporter.pid)
-                runs.append({"n": n, "paced": paced, "closed": closed,
+                runs.append({"n": n, "paced": paced, "paced_busy_cores": paced_busy,
+                             "closed": closed,
                              "pool_connections": pool_connections,
                              "sockets": after.sockets, "rss_mib": after.rss_mib})
                 if n <= 1000:
