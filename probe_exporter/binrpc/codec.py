@@ -319,22 +319,15 @@ def decode_values(body: bytes) -> list[Value]:
     ProtocolError naming the problem and its offset in the body.
     """
     data = body if type(body) is bytes else bytes(body)
-    if data.isascii():
-        # Kamailio's replies are ASCII: the strings are slices of one str of the body (offsets
-        # are the same), one object each instead of a bytes slice and its decoded copy.
-        return _decode(data, data.decode("ascii"), str)
     try:
-        # strict UTF-8 otherwise; the rare undecodable body is decoded again
-        return _decode(data, data, bytes.decode)
+        # strict UTF-8 is the fast case; the rare undecodable body is decoded again
+        return _decode(data, bytes.decode)
     except UnicodeDecodeError:
-        return _decode(data, data, _utf8_replace)
+        return _decode(data, _utf8_replace)
 
 
-def _decode(data: bytes, strings: Any, text: Callable[[Any], str]) -> list[Value]:
+def _decode(data: bytes, text: Callable[[bytes], str]) -> list[Value]:
     """One pass over `data`, no recursion: open containers live on an explicit stack.
-
-    A string's bytes are `strings[start:end]` turned into a str by `text`: `strings` is `data`
-    itself, or the whole body already decoded when it is ASCII (`text` is then `str`).
 
     The hot path, a member name (AVP) followed by a STR or a small INT as in every stats
     reply, is inlined and uses literal type bytes. `pos` stays on the first byte of the
@@ -366,7 +359,7 @@ def _decode(data: bytes, strings: Any, text: Callable[[Any], str]) -> list[Value
                 else:
                     p = pos + 1 + ((t >> 4) & 7)
                     q = p + from_bytes(data[pos + 1 : p])
-                name = text(strings[p : q - 1])
+                name = text(data[p : q - 1])
                 t = data[q]  # the value's type byte; IndexError when the AVP ends the body
                 pos = q
                 if t == 0x91:  # STR with a 1-byte length
@@ -374,7 +367,7 @@ def _decode(data: bytes, strings: Any, text: Callable[[Any], str]) -> list[Value
                     q = p + data[pos + 1]
                     if q > end:
                         raise _body_error("STR overruns the body", pos)
-                    items.append((name, text(strings[p : q - 1])))
+                    items.append((name, text(data[p : q - 1])))
                     pos = q
                     continue
                 if t & 0x8F == 0x01:  # STR with its size inline
@@ -382,7 +375,7 @@ def _decode(data: bytes, strings: Any, text: Callable[[Any], str]) -> list[Value
                     q = p + (t >> 4)
                     if q > end:
                         raise _body_error("STR overruns the body", pos)
-                    items.append((name, text(strings[p : q - 1])))
+                    items.append((name, text(data[p : q - 1])))
                     pos = q
                     continue
                 if t & 0x8F == 0x00:  # INT with its size inline
@@ -471,7 +464,7 @@ def _decode(data: bytes, strings: Any, text: Callable[[Any], str]) -> list[Value
                 if q > end:
                     raise _body_error(f"{_TYPE_NAMES[typ]} of {n} bytes overruns the body", pos)
                 if typ == T_STR:
-                    value = text(strings[p : q - 1])  # the last byte is the NUL terminator
+                    value = text(data[p : q - 1])  # the last byte is the NUL terminator
                 elif typ == T_INT:
                     value = from_bytes(data[p:q]) & 0xFFFFFFFF  # Kamailio keeps the low 32 bits
                     if value > INT32_MAX:
