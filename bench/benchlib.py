@@ -4,6 +4,7 @@ summaries of latency samples, and child processes that are always stopped by PID
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import os
@@ -278,3 +279,15 @@ def time_operation(operation: Callable[[], object], iterations: int,
         samples.append(clock() - start)
     samples.sort()
     return statistics.median(samples) / 1000, samples[len(samples) * 99 // 100] / 1000
+
+
+async def until_stopped(max_seconds: float) -> None:
+    """Returns on SIGTERM or SIGINT, or after `max_seconds`: how a bench server runs bounded."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await asyncio.wait_for(stop.wait(), max_seconds)
+    except TimeoutError:
+        print("max-seconds reached, exiting", file=sys.stderr)

@@ -16,8 +16,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import signal
 import sys
+
+from benchlib import until_stopped
 
 
 class DelayedWriter:
@@ -117,13 +118,7 @@ async def serve(args: argparse.Namespace) -> None:
     server = await loop.create_server(lambda: ClientSide(upstream, args.delay),
                                       "127.0.0.1", args.listen_port)
     print(f"listening {server.sockets[0].getsockname()[1]}", flush=True)
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await asyncio.wait_for(stop.wait(), args.max_seconds)
-    except TimeoutError:
-        print("max-seconds reached, exiting", file=sys.stderr)
+    await until_stopped(args.max_seconds)
     server.close()
 
 

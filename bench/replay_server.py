@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 from pathlib import Path
 
-from benchlib import binrpc_header, raise_fd_limit, split_packet
+from benchlib import binrpc_header, raise_fd_limit, split_packet, until_stopped
 
 from probe_exporter.binrpc.codec import decode_values, encode_fault
 
@@ -117,13 +116,7 @@ async def serve(args: argparse.Namespace) -> None:
     print(f"addresses {args.addresses_out}", flush=True)
     print(f"replies {len(ReplayProtocol.replies)}", flush=True)
 
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await asyncio.wait_for(stop.wait(), args.max_seconds)
-    except TimeoutError:
-        print("max-seconds reached, exiting", file=sys.stderr)
+    await until_stopped(args.max_seconds)
     for server in servers:
         server.close()
     counters = ReplayProtocol.counters

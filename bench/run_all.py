@@ -322,6 +322,7 @@ def fleet(options: Options, workdir: Path, captures: list[Path]) -> dict[str, An
             runs = []
             rss_pooled: tuple[int, float] | None = None
             profile = paced_profile = None
+            reference = min(largest, 1000)  # the fleet size the extra runs and profiles look at
             for n in sorted(options.fleet):
                 log(f"fleet N={n}: paced, interval {options.interval:g} s x {options.rounds}")
                 paced = loadgen(exporter, replay, workdir, n, "paced",
@@ -330,7 +331,7 @@ def fleet(options: Options, workdir: Path, captures: list[Path]) -> dict[str, An
                                 options.interval * options.rounds + 60)
                 pool_connections = exporter.self_metric("kamailio_exporter_pool_connections")
                 paced_busy = None
-                if n == min(largest, 1000):
+                if n == reference:
                     log(f"fleet N={n}: paced again, cores kept busy")
                     with busy_cores(workdir):
                         paced_busy = loadgen(exporter, replay, workdir, n, "paced",
@@ -350,7 +351,7 @@ def fleet(options: Options, workdir: Path, captures: list[Path]) -> dict[str, An
                              "sockets": after.sockets, "rss_mib": after.rss_mib})
                 if n <= 1000:
                     rss_pooled = (n, after.rss_mib)
-                if options.profile_seconds and n == min(largest, 1000):
+                if options.profile_seconds and n == reference:
                     log(f"fleet N={n}: profiling {options.profile_seconds:g} s, back to back "
                         "then paced")
                     profile = profile_fleet(exporter, workdir, n, options)

@@ -131,17 +131,15 @@ async def _probe(request: web.Request, exporter: Exporter, config: Config, targe
 def _respond(request: web.Request, exporter: Exporter, target: str, module: str,
              result: ProbeResult, debug: bool, settings: Callable[[], str]) -> web.StreamResponse:
     exporter.metrics.observe_probe(module, result.success, result.duration)
-    if debug:
-        exposition = render_text(result.families)
-        exporter.history.add(target, module, result.success, result.stage, result.duration,
-                             result.log, exposition, settings)
-        return _text(200, _debug_text(result.log.lines, exposition, settings()))
-    renderer, content_type = negotiate(request.headers.get("Accept"))
+    renderer, content_type = ((render_text, "") if debug
+                              else negotiate(request.headers.get("Accept")))
     payload = renderer(result.families)
     # The history keeps the rendered body, not the families: one object instead of a probe's
     # thousands, freed now while they are still in the CPU's caches.
     exporter.history.add(target, module, result.success, result.stage, result.duration,
                          result.log, payload, settings)
+    if debug:
+        return _text(200, _debug_text(result.log.lines, payload, settings()))
     return _body(request, payload, content_type)
 
 

@@ -5,7 +5,7 @@ EXTRAS="[test]" source "$(dirname "$0")/setup-env.sh"
 apt_install kamailio=kamailio sipp=sip-tester promtool=prometheus curl=curl openssl=openssl systemd-analyze=systemd
 # tls.so is a separate Debian package; the test Kamailio loads it for tls.info.
 if [ ! -e /usr/lib/x86_64-linux-gnu/kamailio/modules/tls.so ] && [ ! -e /usr/lib/aarch64-linux-gnu/kamailio/modules/tls.so ]; then
-    [ "$(id -u)" -eq 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends kamailio-tls-modules >/dev/null || true
+    apt_packages kamailio-tls-modules
 fi
 scripts/fetch-tools.sh || echo "fetch-tools.sh failed: tests needing helm skip (fail under CI=true)" >&2
 .venv/bin/ruff check probe_exporter tests bench
