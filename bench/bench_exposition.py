@@ -29,8 +29,12 @@ from probe_exporter.exposition import render_openmetrics, render_text
 from probe_exporter.metrics import MetricFamily
 
 CAPTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "captures"
-SEED_SET = (("stats", "stats.fetch_all"), ("pkg", "pkg.stats"), ("tcp_info", "core.tcp_info"),
-            ("rtpengine", "rtpengine.show_all"))
+SEED_SET = (
+    ("stats", "stats.fetch_all"),
+    ("pkg", "pkg.stats"),
+    ("tcp_info", "core.tcp_info"),
+    ("rtpengine", "rtpengine.show_all"),
+)
 ITERATIONS = 5_000
 WARMUP_SECONDS = 1.0
 
@@ -79,11 +83,15 @@ class ClientCollector:
 
 
 def main() -> None:
-    packets = [(collector, (CAPTURES / f"{capture}_s2c.bin").read_bytes())
-               for collector, capture in SEED_SET]
-    families = [family for collector, packet in packets
-                for family in COLLECTORS[collector].collect([decode(packet)],
-                                                            CollectorOptions())]
+    packets = [
+        (collector, (CAPTURES / f"{capture}_s2c.bin").read_bytes())
+        for collector, capture in SEED_SET
+    ]
+    families = [
+        family
+        for collector, packet in packets
+        for family in COLLECTORS[collector].collect([decode(packet)], CollectorOptions())
+    ]
     samples = sum(len(family.samples) for family in families)
     client = ClientCollector(families)
     ours = measure(lambda: render_text(families))
@@ -91,14 +99,19 @@ def main() -> None:
     openmetrics = measure(lambda: render_openmetrics(families))
     whole = measure(lambda: pipeline(packets))
     print(f"seed set: {len(families)} families, {samples} samples")
-    print(f"render_text median {ours[0]:.1f} us p99 {ours[1]:.1f} us "
-          f"({ours[0] / samples * 1000:.0f} ns per sample)")
-    print(f"prometheus_client generate_latest median {theirs[0]:.1f} us p99 {theirs[1]:.1f} us "
-          f"({theirs[0] / samples * 1000:.0f} ns per sample)")
+    print(
+        f"render_text median {ours[0]:.1f} us p99 {ours[1]:.1f} us "
+        f"({ours[0] / samples * 1000:.0f} ns per sample)"
+    )
+    print(
+        f"prometheus_client generate_latest median {theirs[0]:.1f} us p99 {theirs[1]:.1f} us "
+        f"({theirs[0] / samples * 1000:.0f} ns per sample)"
+    )
     print(f"render_openmetrics median {openmetrics[0]:.1f} us p99 {openmetrics[1]:.1f} us")
     print(f"generate_latest / render_text: {theirs[0] / ours[0]:.1f}x")
-    print(f"decode + collect + render_text (4 replies) median {whole[0]:.1f} us "
-          f"p99 {whole[1]:.1f} us")
+    print(
+        f"decode + collect + render_text (4 replies) median {whole[0]:.1f} us p99 {whole[1]:.1f} us"
+    )
 
 
 if __name__ == "__main__":

@@ -56,8 +56,9 @@ def bench_floor(address_text: str, iterations: int) -> None:
         round_trips = [floor.run() for _ in range(iterations)]
     finally:
         floor.close()
-    print(summary(f"{address_text.split(':')[0]}: stats.fetch all (floor: bare socket)",
-                  round_trips))
+    print(
+        summary(f"{address_text.split(':')[0]}: stats.fetch all (floor: bare socket)", round_trips)
+    )
 
 
 async def bench_transport(address_text: str, iterations: int) -> None:

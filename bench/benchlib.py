@@ -32,6 +32,7 @@ BINRPC_FAULT = 3
 
 # -- BINRPC framing (enough to split and rebuild packets; decoding is the codec's job) --------
 
+
 def binrpc_header(packet_type: int, body_len: int, cookie: int) -> bytes:
     """A packet header with minimal length and cookie byte counts, as Kamailio writes them."""
     len_size = max((body_len.bit_length() + 7) >> 3, 1)
@@ -55,7 +56,7 @@ def split_packet(buffer: bytes | bytearray, start: int = 0) -> tuple[int, int, i
     body_start = len_end + 1 + (flags & 3)
     if len(buffer) < body_start:
         return None
-    end = body_start + int.from_bytes(buffer[start + 2:len_end])
+    end = body_start + int.from_bytes(buffer[start + 2 : len_end])
     if len(buffer) < end:
         return None
     return flags >> 4, int.from_bytes(buffer[len_end:body_start]), body_start, end
@@ -63,11 +64,12 @@ def split_packet(buffer: bytes | bytearray, start: int = 0) -> tuple[int, int, i
 
 # -- /proc readings --------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class ProcReading:
-    cpu_seconds: float   # user + system time of every thread, from /proc/PID/stat
+    cpu_seconds: float  # user + system time of every thread, from /proc/PID/stat
     rss_bytes: int
-    sockets: int         # open socket file descriptors
+    sockets: int  # open socket file descriptors
 
     @property
     def rss_mib(self) -> float:
@@ -76,7 +78,7 @@ class ProcReading:
 
 def read_proc(pid: int) -> ProcReading:
     stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2:].split()
+    fields = stat[stat.rindex(")") + 2 :].split()
     # After the command name: state is field 3, utime 14, stime 15, rss 24 (1-based in proc(5)).
     cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
     rss = int(fields[21]) * PAGE_SIZE
@@ -114,7 +116,7 @@ def group_cpu_seconds(pgid: int) -> float:
             continue
         with contextlib.suppress(OSError, IndexError, ValueError):
             stat = Path(f"/proc/{entry}/stat").read_text()
-            fields = stat[stat.rindex(")") + 2:].split()
+            fields = stat[stat.rindex(")") + 2 :].split()
             if int(fields[2]) == pgid:  # pgrp is field 5 in proc(5)
                 total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
     return total
@@ -152,6 +154,7 @@ def machine() -> dict[str, str]:
 
 # -- summaries -------------------------------------------------------------------------------
 
+
 def percentile(sorted_values: Sequence[float], fraction: float) -> float:
     """The nearest-rank percentile of already sorted values."""
     if not sorted_values:
@@ -175,6 +178,7 @@ def summary(values: Sequence[float]) -> dict[str, float]:
 
 # -- child processes -------------------------------------------------------------------------
 
+
 def _parent_death_signal() -> None:
     """Runs in the child before exec: SIGTERM to it if the benchmark process dies."""
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
@@ -183,8 +187,14 @@ def _parent_death_signal() -> None:
 class Child:
     """A child process in its own process group, stopped by PID (SIGTERM, then SIGKILL)."""
 
-    def __init__(self, command: Sequence[str], log_path: Path, *,
-                 env: dict[str, str] | None = None, stdout_pipe: bool = False) -> None:
+    def __init__(
+        self,
+        command: Sequence[str],
+        log_path: Path,
+        *,
+        env: dict[str, str] | None = None,
+        stdout_pipe: bool = False,
+    ) -> None:
         self.command = list(command)
         self.log_path = log_path
         self._log = log_path.open("ab")
@@ -242,10 +252,11 @@ def wait_for_line(child: Child, prefix: str, timeout: float) -> str:
             buffer += chunk
             for line in buffer.decode(errors="replace").splitlines():
                 if line.startswith(prefix):
-                    return line[len(prefix):].strip()
+                    return line[len(prefix) :].strip()
         time.sleep(0.01)
-    raise RuntimeError(f"{child.command[1]}: no '{prefix}' line within {timeout:g} s:\n"
-                       f"{child.log_tail()}")
+    raise RuntimeError(
+        f"{child.command[1]}: no '{prefix}' line within {timeout:g} s:\n{child.log_tail()}"
+    )
 
 
 def free_tcp_port() -> int:
@@ -264,8 +275,9 @@ def raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def time_operation(operation: Callable[[], object], iterations: int,
-                   warmup_seconds: float = 1.0) -> tuple[float, float]:
+def time_operation(
+    operation: Callable[[], object], iterations: int, warmup_seconds: float = 1.0
+) -> tuple[float, float]:
     """Median and p99 of one call of `operation`, in microseconds, after running it untimed
     for `warmup_seconds` (a virtual CPU needs a while to reach a steady speed)."""
     warmup_end = time.perf_counter() + warmup_seconds

@@ -104,8 +104,9 @@ class ClientSide(Side):
     async def _connect(self, client: asyncio.BaseTransport) -> None:
         loop = asyncio.get_running_loop()
         try:
-            await loop.create_connection(lambda: Side(self.own_writer, self.to_peer),
-                                         *self.upstream)
+            await loop.create_connection(
+                lambda: Side(self.own_writer, self.to_peer), *self.upstream
+            )
         except OSError as exc:
             print(f"upstream connect failed: {exc}", file=sys.stderr)
             client.close()
@@ -115,8 +116,9 @@ async def serve(args: argparse.Namespace) -> None:
     host, _, port = args.upstream.rpartition(":")
     upstream = (host, int(port))
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: ClientSide(upstream, args.delay),
-                                      "127.0.0.1", args.listen_port)
+    server = await loop.create_server(
+        lambda: ClientSide(upstream, args.delay), "127.0.0.1", args.listen_port
+    )
     print(f"listening {server.sockets[0].getsockname()[1]}", flush=True)
     await until_stopped(args.max_seconds)
     server.close()

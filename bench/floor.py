@@ -61,8 +61,10 @@ class FloorClient:
     def __init__(self, address: Address, calls: Calls) -> None:
         self.address = address
         self.count = len(calls)
-        self.batch = b"".join(encode_request(method, params, 0x10000 + index)
-                              for index, (method, params) in enumerate(calls))
+        self.batch = b"".join(
+            encode_request(method, params, 0x10000 + index)
+            for index, (method, params) in enumerate(calls)
+        )
         self.sock = open_socket(address)
         self.buffer = bytearray()
         self.faults = 0
@@ -80,8 +82,10 @@ class FloorClient:
 
 def sequential_probe(address: Address, calls: Calls) -> float:
     """A new connection, one RPC at a time, then close; returns the latency in seconds."""
-    requests = [encode_request(method, params, 0x20000 + index)
-                for index, (method, params) in enumerate(calls)]
+    requests = [
+        encode_request(method, params, 0x20000 + index)
+        for index, (method, params) in enumerate(calls)
+    ]
     buffer = bytearray()
     started = time.perf_counter()
     sock = open_socket(address)

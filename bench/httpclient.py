@@ -13,22 +13,33 @@ import socket
 import time
 import urllib.parse
 
-PROMETHEUS_ACCEPT = ("application/openmetrics-text;version=1.0.0,"
-                     "application/openmetrics-text;version=0.0.1;q=0.75,"
-                     "text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
+PROMETHEUS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0,"
+    "application/openmetrics-text;version=0.0.1;q=0.75,"
+    "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
 TEXT_ACCEPT = "text/plain;version=0.0.4"
 
 
-def probe_request(host: str, port: int, target: str, module: str | None = None, *,
-                  accept: str = PROMETHEUS_ACCEPT, scrape_timeout: float = 10.0) -> bytes:
+def probe_request(
+    host: str,
+    port: int,
+    target: str,
+    module: str | None = None,
+    *,
+    accept: str = PROMETHEUS_ACCEPT,
+    scrape_timeout: float = 10.0,
+) -> bytes:
     query = {"target": target} | ({"module": module} if module else {})
-    return (f"GET /probe?{urllib.parse.urlencode(query)} HTTP/1.1\r\n"
-            f"Host: {host}:{port}\r\n"
-            "User-Agent: Prometheus/2.53.0\r\n"
-            f"Accept: {accept}\r\n"
-            "Accept-Encoding: gzip\r\n"
-            f"X-Prometheus-Scrape-Timeout-Seconds: {scrape_timeout:g}\r\n"
-            "\r\n").encode()
+    return (
+        f"GET /probe?{urllib.parse.urlencode(query)} HTTP/1.1\r\n"
+        f"Host: {host}:{port}\r\n"
+        "User-Agent: Prometheus/2.53.0\r\n"
+        f"Accept: {accept}\r\n"
+        "Accept-Encoding: gzip\r\n"
+        f"X-Prometheus-Scrape-Timeout-Seconds: {scrape_timeout:g}\r\n"
+        "\r\n"
+    ).encode()
 
 
 class Response:
@@ -90,7 +101,7 @@ class BlockingHttp:
             buffer += self._recv()
         elapsed = time.perf_counter() - started
         self.buffer = buffer[body_end:]
-        return Response(status, gzipped, buffer[end + 4:body_end]), elapsed
+        return Response(status, gzipped, buffer[end + 4 : body_end]), elapsed
 
     def _recv(self) -> bytes:
         chunk = self.sock.recv(1 << 17)
@@ -131,7 +142,7 @@ class _HttpProtocol(asyncio.Protocol):
         body_end = self.head_end + length
         if len(self.buffer) < body_end:
             return
-        body = bytes(self.buffer[self.head_end:body_end])
+        body = bytes(self.buffer[self.head_end : body_end])
         del self.buffer[:body_end]
         self.head = None
         if self.waiter is not None and not self.waiter.done():

@@ -50,8 +50,9 @@ def probe_work(directories: list[Path]) -> Callable[[], int]:
             request = reader.next_packet()
             assert request is not None
             reply = replies.get(request.body)
-            packets.append(NOT_FOUND if reply is None
-                           else Packet(PacketType(reply[0]), 0, reply[1]))
+            packets.append(
+                NOT_FOUND if reply is None else Packet(PacketType(reply[0]), 0, reply[1])
+            )
         plan.append((collector.collect, packets))
 
     def run() -> int:
@@ -88,10 +89,14 @@ def measure(run: Callable[[], int], count: int, block: int) -> dict[str, dict[st
                 spent[sleep] += time.thread_time() - started
                 done[sleep] += 1
     back_to_back = spent[0.0] / done[0.0]
-    return {f"{sleep * 1000:g}": {"cpu_us": 1e6 * spent[sleep] / done[sleep],
-                                  "ratio": spent[sleep] / done[sleep] / back_to_back,
-                                  "n": done[sleep]}
-            for sleep in SLEEPS}
+    return {
+        f"{sleep * 1000:g}": {
+            "cpu_us": 1e6 * spent[sleep] / done[sleep],
+            "ratio": spent[sleep] / done[sleep] / back_to_back,
+            "n": done[sleep],
+        }
+        for sleep in SLEEPS
+    }
 
 
 def main() -> None:

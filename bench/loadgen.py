@@ -41,12 +41,17 @@ class Tally:
     def as_dict(self) -> dict[str, object]:
         return {
             "probes": len(self.latencies) + self.overload + self.errors,
-            "up": self.ok, "down": self.down, "overload": self.overload, "errors": self.errors,
+            "up": self.ok,
+            "down": self.down,
+            "overload": self.overload,
+            "errors": self.errors,
             "first_error": self.first_error,
-            "latency_ms": {k: v * 1000 if k != "n" else v
-                           for k, v in summary(self.latencies).items()},
-            "lateness_ms": {k: v * 1000 if k != "n" else v
-                            for k, v in summary(self.lateness).items()},
+            "latency_ms": {
+                k: v * 1000 if k != "n" else v for k, v in summary(self.latencies).items()
+            },
+            "lateness_ms": {
+                k: v * 1000 if k != "n" else v for k, v in summary(self.lateness).items()
+            },
         }
 
 
@@ -72,8 +77,14 @@ async def probe_once(pool: AsyncHttpPool, raw: bytes, tally: Tally | None) -> No
         tally.down += 1
 
 
-def window(before: ProcReading, after: ProcReading, seconds: float,
-           probes: int, own_cpu: float, machine_cpu: float) -> dict[str, float]:
+def window(
+    before: ProcReading,
+    after: ProcReading,
+    seconds: float,
+    probes: int,
+    own_cpu: float,
+    machine_cpu: float,
+) -> dict[str, float]:
     cpu = after.cpu_seconds - before.cpu_seconds
     return {
         "loadgen_cpu_percent": 100 * own_cpu / seconds if seconds else 0.0,
@@ -135,9 +146,13 @@ async def paced(args: argparse.Namespace, targets: list[str]) -> dict[str, objec
     pool.close()
     if before is None:
         before = after
-    result: dict[str, object] = {"mode": "paced", "targets": n, "interval": args.interval,
-                                 "measured_rounds": args.rounds - 1,
-                                 "http_connections": pool.opened}
+    result: dict[str, object] = {
+        "mode": "paced",
+        "targets": n,
+        "interval": args.interval,
+        "measured_rounds": args.rounds - 1,
+        "http_connections": pool.opened,
+    }
     result.update(tally.as_dict())
     result.update(window(before, after, seconds, len(tally.latencies), own_cpu, machine_cpu))
     result["offered_per_second"] = n / args.interval
@@ -173,9 +188,12 @@ async def closed(args: argparse.Namespace, targets: list[str]) -> dict[str, obje
     machine_cpu = machine_busy_seconds() - machine_before
     seconds = loop.time() - started
     pool.close()
-    result: dict[str, object] = {"mode": "closed", "targets": len(targets),
-                                 "concurrency": args.concurrency,
-                                 "http_connections": pool.opened}
+    result: dict[str, object] = {
+        "mode": "closed",
+        "targets": len(targets),
+        "concurrency": args.concurrency,
+        "http_connections": pool.opened,
+    }
     result.update(tally.as_dict())
     result.update(window(before, after, seconds, len(tally.latencies), own_cpu, machine_cpu))
     return result
@@ -202,7 +220,7 @@ def main() -> None:
     raise_fd_limit()
     targets = [line for line in args.targets_file.read_text().split() if line]
     if args.count:
-        targets = targets[:args.count]
+        targets = targets[: args.count]
     run = paced if args.mode == "paced" else closed
 
     async def bounded() -> dict[str, object]:

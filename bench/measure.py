@@ -33,12 +33,13 @@ def modules_config(targets: Sequence[tuple[str, str]], pool: str = "") -> str:
     exporter's RPCs) and `minimal` (one small RPC), and the given (name, address) targets."""
     seed = ", ".join(f'"{c}"' for c in SEED_COLLECTORS)
     minimal = ", ".join(f'"{c}"' for c in MINIMAL_COLLECTORS)
-    lines = [pool,
-             '[modules.default]\ncollectors = ["all"]\ntimeout = 5.0\n',
-             f"[modules.seed]\ncollectors = [{seed}]\ntimeout = 5.0\n",
-             f"[modules.minimal]\ncollectors = [{minimal}]\ntimeout = 5.0\n"]
-    lines += [f'[[targets]]\nname = "{name}"\naddress = "{address}"\n'
-              for name, address in targets]
+    lines = [
+        pool,
+        '[modules.default]\ncollectors = ["all"]\ntimeout = 5.0\n',
+        f"[modules.seed]\ncollectors = [{seed}]\ntimeout = 5.0\n",
+        f"[modules.minimal]\ncollectors = [{minimal}]\ntimeout = 5.0\n",
+    ]
+    lines += [f'[[targets]]\nname = "{name}"\naddress = "{address}"\n' for name, address in targets]
     return "\n".join(lines)
 
 
@@ -47,8 +48,12 @@ def module_calls(config_text: str, module: str, methods: frozenset[str]) -> Call
     spec = parse_config(config_text).modules[module]
     names = spec.collectors
     collectors = [c for name, c in COLLECTORS.items() if "all" in names or name in names]
-    return [(call.method, call.params) for c in collectors if c.methods & methods
-            for call in c.calls(spec.options)]
+    return [
+        (call.method, call.params)
+        for c in collectors
+        if c.methods & methods
+        for call in c.calls(spec.options)
+    ]
 
 
 def every_call() -> list[tuple[str, tuple[Param, ...]]]:
@@ -84,15 +89,21 @@ def list_methods(address: Address) -> frozenset[str]:
 class Exporter:
     """kamailio-probe-exporter as a child process on a free loopback port."""
 
-    def __init__(self, workdir: Path, name: str, config_text: str,
-                 extra_args: Sequence[str] = ()) -> None:
+    def __init__(
+        self, workdir: Path, name: str, config_text: str, extra_args: Sequence[str] = ()
+    ) -> None:
         self.name = name
         self.config_path = workdir / f"{name}.toml"
         self.config_path.write_text(config_text)
         self.port = free_tcp_port()
-        command = [str(VENV_BIN / "kamailio-probe-exporter"),
-                   "--config.file", str(self.config_path),
-                   "--web.listen-address", f"127.0.0.1:{self.port}", *extra_args]
+        command = [
+            str(VENV_BIN / "kamailio-probe-exporter"),
+            "--config.file",
+            str(self.config_path),
+            "--web.listen-address",
+            f"127.0.0.1:{self.port}",
+            *extra_args,
+        ]
         self.child = Child(command, workdir / f"{name}.log")
 
     @property
@@ -120,8 +131,9 @@ class Exporter:
             if response is not None and response.status == 200:
                 return
             time.sleep(0.01)
-        raise RuntimeError(f"exporter {self.name} not ready in {timeout:g} s:\n"
-                           f"{self.child.log_tail()}")
+        raise RuntimeError(
+            f"exporter {self.name} not ready in {timeout:g} s:\n{self.child.log_tail()}"
+        )
 
     def self_metric(self, name: str) -> float | None:
         response = self.get("/metrics")
@@ -155,12 +167,13 @@ def sample_count(text: bytes) -> int:
 class Variant:
     name: str
     run: Callable[[], float]
-    pid: int | None = None       # the exporter whose CPU this variant costs
+    pid: int | None = None  # the exporter whose CPU this variant costs
     check: Callable[[], None] | None = None
 
 
-def interleaved(variants: list[Variant], count: int, block: int, block_warmup: int = 0
-                ) -> dict[str, dict[str, Any]]:
+def interleaved(
+    variants: list[Variant], count: int, block: int, block_warmup: int = 0
+) -> dict[str, dict[str, Any]]:
     """Runs every variant `count` times in blocks of `block`, the variants taking turns, so
     that each sees the same machine; the exporter's CPU time is read around its blocks.
     `block_warmup` unmeasured runs open each block: a block of back-to-back probes that
@@ -185,8 +198,9 @@ def interleaved(variants: list[Variant], count: int, block: int, block_warmup: i
     results = {}
     for variant in variants:
         samples = latencies[variant.name]
-        stats: dict[str, Any] = {k: v * 1000 if k != "n" else v
-                                 for k, v in summary(samples).items()}
+        stats: dict[str, Any] = {
+            k: v * 1000 if k != "n" else v for k, v in summary(samples).items()
+        }
         if variant.pid:
             stats["cpu_ms_per_probe"] = 1000 * cpu[variant.name] / len(samples)
         results[variant.name] = stats
@@ -209,7 +223,9 @@ def probe_check(http: BlockingHttp, target: str, module: str) -> Callable[[], No
     def check() -> None:
         response, _ = http.request(probe_request(http.host, http.port, target, module))
         if not response.up():
-            raise RuntimeError(f"probe of {target} (module {module}) is not kamailio_up 1:\n"
-                               + response.text().decode()[:2000])
+            raise RuntimeError(
+                f"probe of {target} (module {module}) is not kamailio_up 1:\n"
+                + response.text().decode()[:2000]
+            )
 
     return check

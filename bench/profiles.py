@@ -21,8 +21,7 @@ from benchlib import VENV_BIN
 FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
 
 
-def profiled(pid: int, seconds: float, load: Callable[[], float] | None = None
-             ) -> dict[str, Any]:
+def profiled(pid: int, seconds: float, load: Callable[[], float] | None = None) -> dict[str, Any]:
     """py-spy samples `pid` for `seconds` (while `load` runs in a loop here, if given)."""
     py_spy = VENV_BIN / "py-spy"
     if not py_spy.exists():
@@ -31,9 +30,26 @@ def profiled(pid: int, seconds: float, load: Callable[[], float] | None = None
         raw_path = Path(handle.name)
     try:
         process = subprocess.Popen(
-            [str(py_spy), "record", "--pid", str(pid), "--duration", str(max(int(seconds), 1)),
-             "--rate", "500", "--gil", "--native", "--format", "raw", "--output", str(raw_path)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            [
+                str(py_spy),
+                "record",
+                "--pid",
+                str(pid),
+                "--duration",
+                str(max(int(seconds), 1)),
+                "--rate",
+                "500",
+                "--gil",
+                "--native",
+                "--format",
+                "raw",
+                "--output",
+                str(raw_path),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         deadline = time.monotonic() + seconds + 30
         try:
             while process.poll() is None and time.monotonic() < deadline:

@@ -38,8 +38,10 @@ def load_captures(directories: list[Path]) -> dict[bytes, tuple[int, bytes]]:
             reply_frame = split_packet(reply)
             if request_frame is None or reply_frame is None:
                 raise ValueError(f"{request_file.name}: incomplete packet")
-            replies[request[request_frame[2]:request_frame[3]]] = (
-                reply_frame[0], reply[reply_frame[2]:reply_frame[3]])
+            replies[request[request_frame[2] : request_frame[3]]] = (
+                reply_frame[0],
+                reply[reply_frame[2] : reply_frame[3]],
+            )
     return replies
 
 
@@ -120,8 +122,11 @@ async def serve(args: argparse.Namespace) -> None:
     for server in servers:
         server.close()
     counters = ReplayProtocol.counters
-    print(f"served {counters['requests']} requests ({counters['unknown']} without a capture) "
-          f"on {counters['connections']} connections", file=sys.stderr)
+    print(
+        f"served {counters['requests']} requests ({counters['unknown']} without a capture) "
+        f"on {counters['connections']} connections",
+        file=sys.stderr,
+    )
 
 
 def main() -> None:

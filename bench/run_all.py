@@ -79,14 +79,14 @@ SIBLING_BENCHMARKS = ("bench_codec.py", "bench_roundtrip.py", "bench_exposition.
 IDLE_GAPS = (0.0, 0.001, 0.003, 0.01, 0.03)  # seconds the exporter idles before a probe
 
 TARGETS = {
-    "seed_cpu_ms": 1.5,          # issue 3: CPU per seed-set probe
-    "seed_median_ms": 1.5,       # issue 3: median latency per seed-set probe
-    "full_cpu_ms": 2.0,          # issue 4: CPU per full-set probe
-    "fleet_cpu_percent": 15.0,   # issue 7: 1,000 targets at 15 s
+    "seed_cpu_ms": 1.5,  # issue 3: CPU per seed-set probe
+    "seed_median_ms": 1.5,  # issue 3: median latency per seed-set probe
+    "full_cpu_ms": 2.0,  # issue 4: CPU per full-set probe
+    "fleet_cpu_percent": 15.0,  # issue 7: 1,000 targets at 15 s
     "fleet_probes_per_second": 500.0,
-    "wan_ratio": 1.2,            # warm probe <= 1.2 x (RTT + floor)
-    "decode_us": 150.0,          # issue 2
-    "roundtrip_us": 300.0,       # issue 2
+    "wan_ratio": 1.2,  # warm probe <= 1.2 x (RTT + floor)
+    "decode_us": 150.0,  # issue 2
+    "roundtrip_us": 300.0,  # issue 2
 }
 
 
@@ -108,8 +108,8 @@ class Options:
 
 # -- serial probes against a real Kamailio -----------------------------------------------------
 
-def serial_probes(options: Options, kamailio: KamailioInstance, workdir: Path
-                  ) -> dict[str, Any]:
+
+def serial_probes(options: Options, kamailio: KamailioInstance, workdir: Path) -> dict[str, Any]:
     config = modules_config([("kam-tcp", kamailio.tcp), ("kam-unix", kamailio.unix)])
     methods = list_methods(parse_address(kamailio.tcp))
     exporter = Exporter(workdir, "serial", config)
@@ -128,27 +128,36 @@ def serial_probes(options: Options, kamailio: KamailioInstance, workdir: Path
                     closers += [floor, http]
                     label = f"{'seed' if module == 'seed' else 'full'} {transport}"
                     variants.append(Variant(f"floor {label}", floor.run))
-                    variants.append(Variant(f"probe {label}",
-                                            probe_runner(http, f"kam-{transport}", module),
-                                            exporter.pid,
-                                            probe_check(http, f"kam-{transport}", module)))
+                    variants.append(
+                        Variant(
+                            f"probe {label}",
+                            probe_runner(http, f"kam-{transport}", module),
+                            exporter.pid,
+                            probe_check(http, f"kam-{transport}", module),
+                        )
+                    )
             log(f"serial probes: {len(variants)} variants x {options.serial}")
             noise = Noise(exporter.pid, kamailio.pid)
             results = interleaved(variants, options.serial, options.block)
             others = noise.others()
             log("serial probes: again, cores kept busy")
             with busy_cores(workdir):
-                results_busy = interleaved([v for v in variants if v.pid],
-                                           max(options.serial // 2, 1), options.block)
+                results_busy = interleaved(
+                    [v for v in variants if v.pid], max(options.serial // 2, 1), options.block
+                )
             # The same probe arriving into an exporter idle for a while, as paced scrapes do.
             idle_http = BlockingHttp("127.0.0.1", exporter.port)
             closers.append(idle_http)
             full_tcp = probe_runner(idle_http, "kam-tcp", "default")
             minimal_tcp = probe_runner(idle_http, "kam-tcp", "minimal")
-            idle_variants = [Variant(f"{gap * 1000:g}", after_idle(full_tcp, gap), exporter.pid)
-                             for gap in IDLE_GAPS]
-            minimal_variants = [Variant(f"{gap * 1000:g}", after_idle(minimal_tcp, gap),
-                                        exporter.pid) for gap in IDLE_GAPS]
+            idle_variants = [
+                Variant(f"{gap * 1000:g}", after_idle(full_tcp, gap), exporter.pid)
+                for gap in IDLE_GAPS
+            ]
+            minimal_variants = [
+                Variant(f"{gap * 1000:g}", after_idle(minimal_tcp, gap), exporter.pid)
+                for gap in IDLE_GAPS
+            ]
             log(f"serial probes: after idle gaps of {IDLE_GAPS} s")
             block = options.idle_probes // 3
             idle = interleaved(idle_variants, options.idle_probes, block, block // 10)
@@ -161,8 +170,9 @@ def serial_probes(options: Options, kamailio: KamailioInstance, workdir: Path
 
             def fetch(module: str, accept: str | None) -> tuple[bytes, int]:
                 kwargs = {"accept": accept} if accept else {}
-                response, _ = http.request(probe_request("127.0.0.1", exporter.port,
-                                                         "kam-tcp", module, **kwargs))
+                response, _ = http.request(
+                    probe_request("127.0.0.1", exporter.port, "kam-tcp", module, **kwargs)
+                )
                 return response.text(), len(response.body)
 
             full_text, _ = fetch("default", TEXT_ACCEPT)
@@ -171,8 +181,9 @@ def serial_probes(options: Options, kamailio: KamailioInstance, workdir: Path
             profile = None
             if options.profile_seconds:
                 log(f"serial probes: profiling {options.profile_seconds:g} s")
-                profile = profiled(exporter.pid, options.profile_seconds,
-                                   probe_runner(http, "kam-tcp", "default"))
+                profile = profiled(
+                    exporter.pid, options.profile_seconds, probe_runner(http, "kam-tcp", "default")
+                )
             return {
                 "variants": results,
                 "variants_busy_cores": results_busy,
@@ -205,23 +216,32 @@ class Noise:
         self.start = self._ours()
 
     def _ours(self) -> tuple[float, float, float]:
-        ours = (read_proc(self.exporter_pid).cpu_seconds
-                + group_cpu_seconds(self.kamailio_pgid) + time.process_time())
+        ours = (
+            read_proc(self.exporter_pid).cpu_seconds
+            + group_cpu_seconds(self.kamailio_pgid)
+            + time.process_time()
+        )
         return machine_busy_seconds(), steal_seconds(), ours
 
     def others(self) -> dict[str, float]:
         busy, steal, ours = (b - a for a, b in zip(self.start, self._ours(), strict=True))
         wall = time.monotonic() - self.started
-        return {"others_percent": 100 * max(busy - ours, 0.0) / wall,
-                "steal_percent": 100 * steal / wall}
+        return {
+            "others_percent": 100 * max(busy - ours, 0.0) / wall,
+            "steal_percent": 100 * steal / wall,
+        }
 
 
 @contextlib.contextmanager
 def busy_cores(workdir: Path) -> Iterator[None]:
     """Every core kept busy by a loop at the lowest priority: the cores never idle (no power
     states, no giving the core back to the hypervisor), yet they run the exporter first."""
-    spinners = [Child(["nice", "-n", "19", sys.executable, "-c", "while True: pass"],
-                      workdir / "spinner.log") for _ in range(os.cpu_count() or 1)]
+    spinners = [
+        Child(
+            ["nice", "-n", "19", sys.executable, "-c", "while True: pass"], workdir / "spinner.log"
+        )
+        for _ in range(os.cpu_count() or 1)
+    ]
     with stopping(*spinners):
         yield
 
@@ -240,13 +260,15 @@ def idle_penalty(options: Options, captures: list[Path]) -> dict[str, Any]:
     command = [sys.executable, str(BENCH / "idle_penalty.py"), "--count", str(options.idle_probes)]
     for directory in captures:
         command += ["--captures", str(directory)]
-    completed = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=BENCH,
-                               check=True)
+    completed = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, cwd=BENCH, check=True
+    )
     result: dict[str, Any] = json.loads(completed.stdout)
     return result
 
 
 # -- cold start --------------------------------------------------------------------------------
+
 
 def cold_start(options: Options, kamailio: KamailioInstance, workdir: Path) -> dict[str, Any]:
     config = modules_config([("kam-tcp", kamailio.tcp), ("kam-unix", kamailio.unix)])
@@ -288,6 +310,7 @@ def cold_start(options: Options, kamailio: KamailioInstance, workdir: Path) -> d
 
 # -- fleet -------------------------------------------------------------------------------------
 
+
 def live_captures(kamailio: KamailioInstance, directory: Path) -> int:
     """The harness Kamailio's raw replies to system.listMethods and to every RPC of every
     collector: the replay server's replies where tests/fixtures/captures has none."""
@@ -303,8 +326,16 @@ def live_captures(kamailio: KamailioInstance, directory: Path) -> int:
 
 def fleet(options: Options, workdir: Path, captures: list[Path]) -> dict[str, Any]:
     largest = max(options.fleet)
-    command = [sys.executable, str(BENCH / "replay_server.py"), "--tcp", str(largest),
-               "--addresses-out", str(workdir / "addresses.txt"), "--max-seconds", "3600"]
+    command = [
+        sys.executable,
+        str(BENCH / "replay_server.py"),
+        "--tcp",
+        str(largest),
+        "--addresses-out",
+        str(workdir / "addresses.txt"),
+        "--max-seconds",
+        "3600",
+    ]
     for directory in captures:
         command += ["--captures", str(directory)]
     replay = Child(command, workdir / "replay.log", stdout_pipe=True)
@@ -313,8 +344,9 @@ def fleet(options: Options, workdir: Path, captures: list[Path]) -> dict[str, An
         names = [f"kam{index:05}" for index in range(len(addresses))]
         (workdir / "targets.txt").write_text("\n".join(names) + "\n")
         pool = f"[pool]\nidle_ttl = 300.0\nmax_connections = {max(1024, 2 * largest)}\n"
-        exporter = Exporter(workdir, "fleet",
-                            modules_config(list(zip(names, addresses, strict=True)), pool))
+        exporter = Exporter(
+            workdir, "fleet", modules_config(list(zip(names, addresses, strict=True)), pool)
+        )
         with stopping(exporter):
             exporter.wait_ready(60)
             time.sleep(1.0)
@@ -325,40 +357,72 @@ def fleet(options: Options, workdir: Path, captures: list[Path]) -> dict[str, An
             reference = min(largest, 1000)  # the fleet size the extra runs and profiles look at
             for n in sorted(options.fleet):
                 log(f"fleet N={n}: paced, interval {options.interval:g} s x {options.rounds}")
-                paced = loadgen(exporter, replay, workdir, n, "paced",
-                                ["--interval", str(options.interval),
-                                 "--rounds", str(options.rounds)],
-                                options.interval * options.rounds + 60)
+                paced = loadgen(
+                    exporter,
+                    replay,
+                    workdir,
+                    n,
+                    "paced",
+                    ["--interval", str(options.interval), "--rounds", str(options.rounds)],
+                    options.interval * options.rounds + 60,
+                )
                 pool_connections = exporter.self_metric("kamailio_exporter_pool_connections")
                 paced_busy = None
                 if n == reference:
                     log(f"fleet N={n}: paced again, cores kept busy")
                     with busy_cores(workdir):
-                        paced_busy = loadgen(exporter, replay, workdir, n, "paced",
-                                             ["--interval", str(options.interval),
-                                              "--rounds", "2"],
-                                             options.interval * 2 + 60)
+                        paced_busy = loadgen(
+                            exporter,
+                            replay,
+                            workdir,
+                            n,
+                            "paced",
+                            ["--interval", str(options.interval), "--rounds", "2"],
+                            options.interval * 2 + 60,
+                        )
                 log(f"fleet N={n}: back to back, {options.closed_seconds:g} s")
-                closed = loadgen(exporter, replay, workdir, n, "closed",
-                                 ["--concurrency", str(options.closed_concurrency),
-                                  "--duration", str(options.closed_seconds),
-                                  "--warmup", str(min(2.0, options.closed_seconds))],
-                                 options.closed_seconds + 60)
+                closed = loadgen(
+                    exporter,
+                    replay,
+                    workdir,
+                    n,
+                    "closed",
+                    [
+                        "--concurrency",
+                        str(options.closed_concurrency),
+                        "--duration",
+                        str(options.closed_seconds),
+                        "--warmup",
+                        str(min(2.0, options.closed_seconds)),
+                    ],
+                    options.closed_seconds + 60,
+                )
                 after = read_proc(exporter.pid)
-                runs.append({"n": n, "paced": paced, "paced_busy_cores": paced_busy,
-                             "closed": closed,
-                             "pool_connections": pool_connections,
-                             "sockets": after.sockets, "rss_mib": after.rss_mib})
+                runs.append(
+                    {
+                        "n": n,
+                        "paced": paced,
+                        "paced_busy_cores": paced_busy,
+                        "closed": closed,
+                        "pool_connections": pool_connections,
+                        "sockets": after.sockets,
+                        "rss_mib": after.rss_mib,
+                    }
+                )
                 if n <= 1000:
                     rss_pooled = (n, after.rss_mib)
                 if options.profile_seconds and n == reference:
-                    log(f"fleet N={n}: profiling {options.profile_seconds:g} s, back to back "
-                        "then paced")
+                    log(
+                        f"fleet N={n}: profiling {options.profile_seconds:g} s, back to back "
+                        "then paced"
+                    )
                     profile = profile_fleet(exporter, workdir, n, options)
                     paced_profile = profile_paced(exporter, workdir, n, options)
             return {
-                "replies": {"fixtures": len(list(FIXTURES.glob("*_s2c.bin"))),
-                            "live": len(list(captures[0].glob("*_s2c.bin")))},
+                "replies": {
+                    "fixtures": len(list(FIXTURES.glob("*_s2c.bin"))),
+                    "live": len(list(captures[0].glob("*_s2c.bin"))),
+                },
                 "runs": runs,
                 "rss_idle_mib": idle.rss_mib,
                 "rss_pooled": rss_pooled,
@@ -369,15 +433,36 @@ def fleet(options: Options, workdir: Path, captures: list[Path]) -> dict[str, An
             }
 
 
-def loadgen_command(exporter: Exporter, workdir: Path, n: int, seconds: float,
-                    mode: str, mode_args: list[str]) -> list[str]:
-    return [sys.executable, str(BENCH / "loadgen.py"), "--port", str(exporter.port),
-            "--exporter-pid", str(exporter.pid), "--targets-file", str(workdir / "targets.txt"),
-            "--count", str(n), "--max-seconds", str(seconds), mode, *mode_args]
+def loadgen_command(
+    exporter: Exporter, workdir: Path, n: int, seconds: float, mode: str, mode_args: list[str]
+) -> list[str]:
+    return [
+        sys.executable,
+        str(BENCH / "loadgen.py"),
+        "--port",
+        str(exporter.port),
+        "--exporter-pid",
+        str(exporter.pid),
+        "--targets-file",
+        str(workdir / "targets.txt"),
+        "--count",
+        str(n),
+        "--max-seconds",
+        str(seconds),
+        mode,
+        *mode_args,
+    ]
 
 
-def loadgen(exporter: Exporter, replay: Child, workdir: Path, n: int, mode: str,
-            mode_args: list[str], timeout: float) -> dict[str, Any]:
+def loadgen(
+    exporter: Exporter,
+    replay: Child,
+    workdir: Path,
+    n: int,
+    mode: str,
+    mode_args: list[str],
+    timeout: float,
+) -> dict[str, Any]:
     command = loadgen_command(exporter, workdir, n, timeout - 5, mode, mode_args)
     replay_before = read_proc(replay.pid).cpu_seconds
     started = time.monotonic()
@@ -386,37 +471,54 @@ def loadgen(exporter: Exporter, replay: Child, workdir: Path, n: int, mode: str,
         raise RuntimeError(f"loadgen failed: {completed.stderr[-2000:]}")
     result: dict[str, Any] = json.loads(completed.stdout)
     # Over the whole load generator run, warm-up included: the simulated fleet's own share.
-    result["replay_cpu_percent"] = (100 * (read_proc(replay.pid).cpu_seconds - replay_before)
-                                    / (time.monotonic() - started))
+    result["replay_cpu_percent"] = (
+        100 * (read_proc(replay.pid).cpu_seconds - replay_before) / (time.monotonic() - started)
+    )
     return result
 
 
-def profile_fleet(exporter: Exporter, workdir: Path, n: int, options: Options
-                  ) -> dict[str, Any]:
-    command = loadgen_command(exporter, workdir, n, options.profile_seconds + 30, "closed",
-                              ["--concurrency", str(options.closed_concurrency),
-                               "--duration", str(options.profile_seconds + 1),
-                               "--warmup", "0.5"])
+def profile_fleet(exporter: Exporter, workdir: Path, n: int, options: Options) -> dict[str, Any]:
+    command = loadgen_command(
+        exporter,
+        workdir,
+        n,
+        options.profile_seconds + 30,
+        "closed",
+        [
+            "--concurrency",
+            str(options.closed_concurrency),
+            "--duration",
+            str(options.profile_seconds + 1),
+            "--warmup",
+            "0.5",
+        ],
+    )
     return profiled_under(exporter, command, 0.5, options.profile_seconds)
 
 
-def profile_paced(exporter: Exporter, workdir: Path, n: int, options: Options
-                  ) -> dict[str, Any]:
+def profile_paced(exporter: Exporter, workdir: Path, n: int, options: Options) -> dict[str, Any]:
     """Probes spaced as N targets every interval are (15 ms apart for 1,000 every 15 s), from
     a slice of the targets in short rounds, so that the window fits the profile."""
     spacing = options.interval / n
     count = max(int(options.profile_seconds / 4 / spacing), 1)  # rounds of a quarter window
     interval = count * spacing
     rounds = int((options.profile_seconds + 2) / interval) + 2
-    command = loadgen_command(exporter, workdir, count, interval * rounds + 30, "paced",
-                              ["--interval", f"{interval:g}", "--rounds", str(rounds)])
+    command = loadgen_command(
+        exporter,
+        workdir,
+        count,
+        interval * rounds + 30,
+        "paced",
+        ["--interval", f"{interval:g}", "--rounds", str(rounds)],
+    )
     profile = profiled_under(exporter, command, interval + 0.5, options.profile_seconds)
     profile["paced_as"] = {"targets": n, "interval": options.interval, "spacing": spacing}
     return profile
 
 
-def profiled_under(exporter: Exporter, load_command: list[str], settle: float,
-                   seconds: float) -> dict[str, Any]:
+def profiled_under(
+    exporter: Exporter, load_command: list[str], settle: float, seconds: float
+) -> dict[str, Any]:
     """py-spy samples of the exporter while the load generator runs `load_command`."""
     load = subprocess.Popen(load_command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -432,6 +534,7 @@ def profiled_under(exporter: Exporter, load_command: list[str], settle: float,
 
 # -- sibling benchmarks ------------------------------------------------------------------------
 
+
 def sibling_benchmarks(options: Options) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     for script in SIBLING_BENCHMARKS:
@@ -445,24 +548,28 @@ def sibling_benchmarks(options: Options) -> list[dict[str, Any]]:
         log(f"running bench/{script}")
         started = time.monotonic()
         try:
-            completed = subprocess.run([sys.executable, str(path)], capture_output=True,
-                                       text=True, timeout=600, cwd=ROOT)
+            completed = subprocess.run(
+                [sys.executable, str(path)], capture_output=True, text=True, timeout=600, cwd=ROOT
+            )
         except subprocess.TimeoutExpired:
             results.append({"script": script, "status": "timed out after 600 s"})
             continue
         output = completed.stdout.strip()
         if completed.returncode:
             output += "\n" + completed.stderr.strip()[-2000:]
-        results.append({
-            "script": script,
-            "status": "ok" if completed.returncode == 0 else f"exit {completed.returncode}",
-            "seconds": time.monotonic() - started,
-            "output": output,
-        })
+        results.append(
+            {
+                "script": script,
+                "status": "ok" if completed.returncode == 0 else f"exit {completed.returncode}",
+                "seconds": time.monotonic() - started,
+                "output": output,
+            }
+        )
     return results
 
 
 # -- the run -----------------------------------------------------------------------------------
+
 
 def run(options: Options, command: str) -> dict[str, Any]:
     raise_fd_limit()
@@ -498,8 +605,11 @@ def run(options: Options, command: str) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="tiny sizes, to check that everything runs (figures mean little)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny sizes, to check that everything runs (figures mean little)",
+    )
     parser.add_argument("--fleet", default=None, help="comma-separated N (100,1000,5000)")
     parser.add_argument("--interval", type=float, default=None, help="seconds (15)")
     parser.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
@@ -508,8 +618,13 @@ def main() -> int:
     quick = args.quick
     options = Options(
         quick=quick,
-        fleet=([int(x) for x in args.fleet.split(",")] if args.fleet
-               else [5, 20] if quick else [100, 1000, 5000]),
+        fleet=(
+            [int(x) for x in args.fleet.split(",")]
+            if args.fleet
+            else [5, 20]
+            if quick
+            else [100, 1000, 5000]
+        ),
         interval=args.interval or (0.5 if quick else 15.0),
         rounds=2 if quick else 3,
         closed_seconds=0.5 if quick else 10.0,

@@ -63,18 +63,41 @@ class NetemLink:
             ["ip", "-n", NAMESPACE, "link", "set", VETH_INNER, "up"],
             ["ip", "-n", NAMESPACE, "link", "set", "lo", "up"],
             ["tc", "qdisc", "add", "dev", VETH_OUTER, "root", "netem", "delay", delay],
-            ["tc", "-n", NAMESPACE, "qdisc", "add", "dev", VETH_INNER, "root", "netem",
-             "delay", delay],
+            [
+                "tc",
+                "-n",
+                NAMESPACE,
+                "qdisc",
+                "add",
+                "dev",
+                VETH_INNER,
+                "root",
+                "netem",
+                "delay",
+                delay,
+            ],
         ]
         try:
             for step in steps:
                 done = _run(step)
                 if done.returncode != 0:
                     raise RuntimeError(f"`{' '.join(step)}`: {done.stderr.strip()}")
-            command = ["ip", "netns", "exec", NAMESPACE, sys.executable,
-                       str(BENCH / "replay_server.py"), "--host", INNER_IP, "--tcp", "1",
-                       "--addresses-out", str(workdir / "wan-address.txt"),
-                       "--max-seconds", "900"]
+            command = [
+                "ip",
+                "netns",
+                "exec",
+                NAMESPACE,
+                sys.executable,
+                str(BENCH / "replay_server.py"),
+                "--host",
+                INNER_IP,
+                "--tcp",
+                "1",
+                "--addresses-out",
+                str(workdir / "wan-address.txt"),
+                "--max-seconds",
+                "900",
+            ]
             for directory in captures:
                 command += ["--captures", str(directory)]
             self.replay = Child(command, workdir / "wan-replay.log", stdout_pipe=True)
@@ -94,25 +117,44 @@ class NetemLink:
 class ProxyLink:
     """The replay server on loopback, behind bench/delay_proxy.py."""
 
-    method = ("**substitute**: `bench/delay_proxy.py`, a TCP proxy on 127.0.0.1 in its own "
-              "process, holds every byte for the delay in each direction, and charges a new "
-              "connection the TCP handshake's round trip before its first bytes go on")
+    method = (
+        "**substitute**: `bench/delay_proxy.py`, a TCP proxy on 127.0.0.1 in its own "
+        "process, holds every byte for the delay in each direction, and charges a new "
+        "connection the TCP handshake's round trip before its first bytes go on"
+    )
 
     def __init__(self, workdir: Path, captures: list[Path]) -> None:
         self.children: list[Child] = []
         try:
-            command = [sys.executable, str(BENCH / "replay_server.py"), "--tcp", "1",
-                       "--addresses-out", str(workdir / "wan-address.txt"),
-                       "--max-seconds", "900"]
+            command = [
+                sys.executable,
+                str(BENCH / "replay_server.py"),
+                "--tcp",
+                "1",
+                "--addresses-out",
+                str(workdir / "wan-address.txt"),
+                "--max-seconds",
+                "900",
+            ]
             for directory in captures:
                 command += ["--captures", str(directory)]
             replay = Child(command, workdir / "wan-replay.log", stdout_pipe=True)
             self.children.append(replay)
             upstream = Path(wait_for_line(replay, "addresses", 30)).read_text().split()[0]
-            proxy = Child([sys.executable, str(BENCH / "delay_proxy.py"),
-                           "--upstream", upstream.removeprefix("tcp:"), "--delay", str(DELAY),
-                           "--max-seconds", "900"],
-                          workdir / "delay-proxy.log", stdout_pipe=True)
+            proxy = Child(
+                [
+                    sys.executable,
+                    str(BENCH / "delay_proxy.py"),
+                    "--upstream",
+                    upstream.removeprefix("tcp:"),
+                    "--delay",
+                    str(DELAY),
+                    "--max-seconds",
+                    "900",
+                ],
+                workdir / "delay-proxy.log",
+                stdout_pipe=True,
+            )
             self.children.append(proxy)
             self.address = f"tcp:127.0.0.1:{wait_for_line(proxy, 'listening', 30)}"
         except BaseException:
@@ -127,8 +169,12 @@ class ProxyLink:
 def netem_feasibility() -> dict[str, Any]:
     """What this machine allows: namespaces, veth pairs, netem (everything made is removed)."""
     if shutil.which("ip") is None or shutil.which("tc") is None:
-        return {"netns": False, "veth": False, "netem": False,
-                "error": "iproute2 (ip, tc) is not installed"}
+        return {
+            "netns": False,
+            "veth": False,
+            "netem": False,
+            "error": "iproute2 (ip, tc) is not installed",
+        }
     outcome: dict[str, Any] = {"netns": False, "veth": False, "netem": False, "error": ""}
     steps = [
         ("netns", ["ip", "netns", "add", NAMESPACE]),
@@ -150,8 +196,9 @@ def netem_feasibility() -> dict[str, Any]:
 
 def wan(probes: int, workdir: Path, captures: list[Path]) -> dict[str, Any]:
     feasibility = netem_feasibility()
-    link: NetemLink | ProxyLink = (NetemLink(workdir, captures) if feasibility["netem"]
-                                   else ProxyLink(workdir, captures))
+    link: NetemLink | ProxyLink = (
+        NetemLink(workdir, captures) if feasibility["netem"] else ProxyLink(workdir, captures)
+    )
     with stopping(link):
         config = modules_config([("kam-wan", link.address)])
         methods = list_methods(parse_address(link.address))
@@ -172,10 +219,16 @@ def wan(probes: int, workdir: Path, captures: list[Path]) -> dict[str, Any]:
                 closers += [floor, http]
                 variants += [
                     Variant(f"floor {label}", floor.run),
-                    Variant(f"probe {label} pooled", probe_runner(http, "kam-wan", module),
-                            warm.pid, probe_check(http, "kam-wan", module)),
-                    Variant(f"new connection + sequential {label}",
-                            lambda calls=calls: sequential_probe(address, calls)),
+                    Variant(
+                        f"probe {label} pooled",
+                        probe_runner(http, "kam-wan", module),
+                        warm.pid,
+                        probe_check(http, "kam-wan", module),
+                    ),
+                    Variant(
+                        f"new connection + sequential {label}",
+                        lambda calls=calls: sequential_probe(address, calls),
+                    ),
                 ]
             cold_http = BlockingHttp("127.0.0.1", cold.port)
             closers.append(cold_http)
@@ -192,5 +245,10 @@ def wan(probes: int, workdir: Path, captures: list[Path]) -> dict[str, Any]:
             finally:
                 for closer in closers:
                     closer.close()
-    return {"feasibility": feasibility, "delay_ms": DELAY * 1000, "method": link.method,
-            "netem": isinstance(link, NetemLink), "variants": results}
+    return {
+        "feasibility": feasibility,
+        "delay_ms": DELAY * 1000,
+        "method": link.method,
+        "netem": isinstance(link, NetemLink),
+        "variants": results,
+    }

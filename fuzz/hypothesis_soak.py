@@ -35,14 +35,18 @@ from probe_exporter.binrpc.codec import (
 )
 
 EXAMPLES = int(os.environ.get("FUZZ_HYPOTHESIS_EXAMPLES", "20000"))
-SOAK = settings(max_examples=EXAMPLES, deadline=None, database=None,
-                suppress_health_check=list(HealthCheck))
+SOAK = settings(
+    max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+)
 
 # -- BINRPC ------------------------------------------------------------------------------------
 
-scalars = st.one_of(st.integers(-(2**31), 2**31 - 1),
-                    st.integers(-(2**63), 2**63 - 1).map(lambda k: k / 1000),
-                    st.text(max_size=40), st.binary(max_size=40))
+scalars = st.one_of(
+    st.integers(-(2**31), 2**31 - 1),
+    st.integers(-(2**63), 2**63 - 1).map(lambda k: k / 1000),
+    st.text(max_size=40),
+    st.binary(max_size=40),
+)
 
 
 def containers(children: st.SearchStrategy[Value]) -> st.SearchStrategy[Value]:
@@ -54,11 +58,18 @@ values = st.recursive(scalars, containers, max_leaves=30)
 cookies = st.integers(0, 2**32 - 1)
 packets = st.one_of(
     st.builds(lambda v, c: _encodable_reply(v, c), st.lists(values, max_size=4), cookies),
-    st.builds(lambda c, m, k: encode_fault(c, m, k), st.integers(-(2**31), 2**31 - 1),
-              st.text(max_size=300), cookies),
-    st.builds(lambda m, p, k: encode_request(m, p, k), st.text(max_size=30),
-              st.lists(st.integers(-(2**31), 2**31 - 1) | st.text(max_size=20), max_size=4),
-              cookies),
+    st.builds(
+        lambda c, m, k: encode_fault(c, m, k),
+        st.integers(-(2**31), 2**31 - 1),
+        st.text(max_size=300),
+        cookies,
+    ),
+    st.builds(
+        lambda m, p, k: encode_request(m, p, k),
+        st.text(max_size=30),
+        st.lists(st.integers(-(2**31), 2**31 - 1) | st.text(max_size=20), max_size=4),
+        cookies,
+    ),
 )
 
 
@@ -85,7 +96,7 @@ def damaged(draw: st.DrawFn) -> bytes:
         elif kind == "insert":
             stream[at:at] = draw(st.binary(min_size=1, max_size=8))
         elif kind == "delete":
-            del stream[at:at + draw(st.integers(1, 8))]
+            del stream[at : at + draw(st.integers(1, 8))]
     return bytes(stream)
 
 
@@ -103,10 +114,50 @@ def test_decoder_on_random_bodies(body: bytes) -> None:
 
 # -- addresses and targets ---------------------------------------------------------------------
 
-PIECES = ("tcp:", "udp:", "unix:", "unixs:", "unixd:", "TCP:", "[", "]", ":", "/", "::",
-          "::ffff:", "fd00::", "10.20.", "10.30.0.", "127.0.0.1", "0x7f", ".", "..", "%",
-          "%3A", "%252e", "*", "a", "kam", ".kam.test", "none.", "-", "_", "2046", "0", "65536",
-          "run/kamailio/", "ctl", ".sock", " ", "\t", "\x00", "é", "\x01", "fast", "listed")
+PIECES = (
+    "tcp:",
+    "udp:",
+    "unix:",
+    "unixs:",
+    "unixd:",
+    "TCP:",
+    "[",
+    "]",
+    ":",
+    "/",
+    "::",
+    "::ffff:",
+    "fd00::",
+    "10.20.",
+    "10.30.0.",
+    "127.0.0.1",
+    "0x7f",
+    ".",
+    "..",
+    "%",
+    "%3A",
+    "%252e",
+    "*",
+    "a",
+    "kam",
+    ".kam.test",
+    "none.",
+    "-",
+    "_",
+    "2046",
+    "0",
+    "65536",
+    "run/kamailio/",
+    "ctl",
+    ".sock",
+    " ",
+    "\t",
+    "\x00",
+    "é",
+    "\x01",
+    "fast",
+    "listed",
+)
 address_like = st.one_of(
     st.lists(st.sampled_from(PIECES), max_size=12).map("".join),
     st.text(alphabet=st.sampled_from("tcpudnix:/[].%0123456789abcdef*-_ \x00é"), max_size=60),
@@ -131,19 +182,55 @@ def test_targets_against_allow_rules(text: str) -> None:
 toml_values = st.one_of(
     st.integers(-(2**63), 2**63 - 1).map(str),
     st.floats(allow_nan=True, allow_infinity=True).map(
-        lambda f: {"nan": "nan", "inf": "inf", "-inf": "-inf"}.get(str(f), repr(f))),
+        lambda f: {"nan": "nan", "inf": "inf", "-inf": "-inf"}.get(str(f), repr(f))
+    ),
     st.booleans().map(lambda b: "true" if b else "false"),
-    address_like.map(lambda s: '"' + s.encode("unicode_escape").decode().replace('"', '\\"')
-                     + '"'),
-    st.sampled_from(('"all"', '["all"]', '["stats", "pkg"]', '[]', '{}', '{ site = "x" }',
-                     '{ "1" = "a" }', '"http://u:p@127.0.0.1:1/m"', "1979-05-27", "[[1], [2]]",
-                     '["stats", "stats"]', '"default"', '"fast"')),
+    address_like.map(lambda s: '"' + s.encode("unicode_escape").decode().replace('"', '\\"') + '"'),
+    st.sampled_from(
+        (
+            '"all"',
+            '["all"]',
+            '["stats", "pkg"]',
+            "[]",
+            "{}",
+            '{ site = "x" }',
+            '{ "1" = "a" }',
+            '"http://u:p@127.0.0.1:1/m"',
+            "1979-05-27",
+            "[[1], [2]]",
+            '["stats", "stats"]',
+            '"default"',
+            '"fast"',
+        )
+    ),
 )
-KEYS = ("idle_ttl", "max_connections", "per_target", "collectors", "timeout", "name", "address",
-        "module", "labels", "xhttp_prom_url", "rtpengine_metrics_url", "dialog_profiles",
-        "dispatcher_set_names", "stats_groups", "unknown")
-SECTIONS = ("[pool]", "[modules.default]", "[modules.fast]", "[modules.\"a b\"]", "[[targets]]",
-            "[[allow]]", "[modules]", "[targets]")
+KEYS = (
+    "idle_ttl",
+    "max_connections",
+    "per_target",
+    "collectors",
+    "timeout",
+    "name",
+    "address",
+    "module",
+    "labels",
+    "xhttp_prom_url",
+    "rtpengine_metrics_url",
+    "dialog_profiles",
+    "dispatcher_set_names",
+    "stats_groups",
+    "unknown",
+)
+SECTIONS = (
+    "[pool]",
+    "[modules.default]",
+    "[modules.fast]",
+    '[modules."a b"]',
+    "[[targets]]",
+    "[[allow]]",
+    "[modules]",
+    "[targets]",
+)
 
 
 @st.composite

@@ -26,21 +26,48 @@ CAPTURES = ROOT / "tests" / "fixtures" / "captures"
 REGRESSIONS = ROOT / "tests" / "regressions"
 
 ADDRESSES = [
-    "tcp:127.0.0.1:2046", "tcp:127.0.0.1", "udp:10.0.0.1:2047", "tcp:[::1]:2046",
-    "tcp:[fd00::1]", "unix:/run/kamailio/kamailio_ctl", "unixs:/tmp/ctl", "unixd:/tmp/dgram",
-    "/run/kamailio/ctl", "10.0.0.5:2049", "kamailio.example:2046", "TCP:Host.Example:65535",
-    "tcp:[::ffff:10.20.0.1]:2046", "tcp:localhost:0", "tcp:*:2046", "ftp:1.2.3.4:21",
+    "tcp:127.0.0.1:2046",
+    "tcp:127.0.0.1",
+    "udp:10.0.0.1:2047",
+    "tcp:[::1]:2046",
+    "tcp:[fd00::1]",
+    "unix:/run/kamailio/kamailio_ctl",
+    "unixs:/tmp/ctl",
+    "unixd:/tmp/dgram",
+    "/run/kamailio/ctl",
+    "10.0.0.5:2049",
+    "kamailio.example:2046",
+    "TCP:Host.Example:65535",
+    "tcp:[::ffff:10.20.0.1]:2046",
+    "tcp:localhost:0",
+    "tcp:*:2046",
+    "ftp:1.2.3.4:21",
     "tcp:[fe80::1%eth0]:2046",
 ]
 
 TARGETS = [
-    "listed", "tcp:10.20.3.4:2046", "tcp:[fd00::1]:2046", "tcp:[::ffff:10.20.0.9]:2046",
-    "tcp:a.kam.test:2046", "tcp:A.KAM.TEST:2046", "tcp:none.kam.test:2046",
-    "tcp:x.y.kam.test:2046", "tcp:other.example:2046", "udp:10.30.0.7:9",
-    "udp:name.example:2047", "unix:/run/kamailio/kamailio_ctl", "unix:/run/kamailio/../x",
-    "unix:/run/kamailio/./x", "unixd:/run/kamailio/ctl.sock", "/run/kamailio/ctl",
-    "tcp%3A10.20.0.1%3A2046", "tcp:0x0a140001:2046", "tcp:10.20.1:2046",
-    "tcp:10.20.0.1:2046\x01fast", "tcp:10.20.0.1:2046\x01nope", "listed\x01fast",
+    "listed",
+    "tcp:10.20.3.4:2046",
+    "tcp:[fd00::1]:2046",
+    "tcp:[::ffff:10.20.0.9]:2046",
+    "tcp:a.kam.test:2046",
+    "tcp:A.KAM.TEST:2046",
+    "tcp:none.kam.test:2046",
+    "tcp:x.y.kam.test:2046",
+    "tcp:other.example:2046",
+    "udp:10.30.0.7:9",
+    "udp:name.example:2047",
+    "unix:/run/kamailio/kamailio_ctl",
+    "unix:/run/kamailio/../x",
+    "unix:/run/kamailio/./x",
+    "unixd:/run/kamailio/ctl.sock",
+    "/run/kamailio/ctl",
+    "tcp%3A10.20.0.1%3A2046",
+    "tcp:0x0a140001:2046",
+    "tcp:10.20.1:2046",
+    "tcp:10.20.0.1:2046\x01fast",
+    "tcp:10.20.0.1:2046\x01nope",
+    "listed\x01fast",
 ]
 
 CONFIGS = [
@@ -56,20 +83,109 @@ CONFIGS = [
 
 DICTIONARIES = {
     # header (magic, type and sizes), struct/array start and end, AVP and STR length forms
-    "decoder": ["\xa1\x10", "\xa1\x30", "\xa1\x0f", "\x03", "\x83", "\x04", "\x84",
-                "\x95", "\x91", "\x85", "\x81", "\x86", "\x80\xff\xff\xff\xff", "\x82",
-                "\x40", "\x42", "\x82\x7f\xff\xff\xff\xff\xff\xff\xff"],
-    "address": ["tcp:", "udp:", "unix:", "unixs:", "unixd:", "[", "]", ":", "/", "::ffff:",
-                "..", "%", "127.0.0.1", "2046", "65535", "65536", "*"],
-    "target": ["tcp:", "udp:", "unix:", "unixd:", "unixs:", "[", "]", ":", "/", "::ffff:",
-               "..", ".", "%25", "%3A", "%2e", ".kam.test", "10.20.", "10.30.0.", "fd00::",
-               "/run/kamailio/", ".sock", "\x01", "2046", "none.", "listed", "fast"],
-    "config": ["[pool]", "[modules.", "[[targets]]", "[[allow]]", "idle_ttl", "max_connections",
-               "per_target", "collectors", "timeout", "name", "address", "module", "labels",
-               "xhttp_prom_url", "rtpengine_metrics_url", "dialog_profiles",
-               "dispatcher_set_names", "stats_groups", "\"all\"", "\"stats\"", " = ", "{", "}",
-               "[", "]", "\"tcp:10.0.0.0/8:*\"", "\"unix:/run/*\"", "inf", "nan", "1e400",
-               "\"\"\"", "'''", "\\u0000", "1979-05-27T07:32:00Z", "true"],
+    "decoder": [
+        "\xa1\x10",
+        "\xa1\x30",
+        "\xa1\x0f",
+        "\x03",
+        "\x83",
+        "\x04",
+        "\x84",
+        "\x95",
+        "\x91",
+        "\x85",
+        "\x81",
+        "\x86",
+        "\x80\xff\xff\xff\xff",
+        "\x82",
+        "\x40",
+        "\x42",
+        "\x82\x7f\xff\xff\xff\xff\xff\xff\xff",
+    ],
+    "address": [
+        "tcp:",
+        "udp:",
+        "unix:",
+        "unixs:",
+        "unixd:",
+        "[",
+        "]",
+        ":",
+        "/",
+        "::ffff:",
+        "..",
+        "%",
+        "127.0.0.1",
+        "2046",
+        "65535",
+        "65536",
+        "*",
+    ],
+    "target": [
+        "tcp:",
+        "udp:",
+        "unix:",
+        "unixd:",
+        "unixs:",
+        "[",
+        "]",
+        ":",
+        "/",
+        "::ffff:",
+        "..",
+        ".",
+        "%25",
+        "%3A",
+        "%2e",
+        ".kam.test",
+        "10.20.",
+        "10.30.0.",
+        "fd00::",
+        "/run/kamailio/",
+        ".sock",
+        "\x01",
+        "2046",
+        "none.",
+        "listed",
+        "fast",
+    ],
+    "config": [
+        "[pool]",
+        "[modules.",
+        "[[targets]]",
+        "[[allow]]",
+        "idle_ttl",
+        "max_connections",
+        "per_target",
+        "collectors",
+        "timeout",
+        "name",
+        "address",
+        "module",
+        "labels",
+        "xhttp_prom_url",
+        "rtpengine_metrics_url",
+        "dialog_profiles",
+        "dispatcher_set_names",
+        "stats_groups",
+        '"all"',
+        '"stats"',
+        " = ",
+        "{",
+        "}",
+        "[",
+        "]",
+        '"tcp:10.0.0.0/8:*"',
+        '"unix:/run/*"',
+        "inf",
+        "nan",
+        "1e400",
+        '"""',
+        "'''",
+        "\\u0000",
+        "1979-05-27T07:32:00Z",
+        "true",
+    ],
 }
 
 
@@ -82,8 +198,11 @@ def _decoder_seeds() -> list[bytes]:
         encode_reply([-1, 2**31 - 1, -2.5, "é" * 9], 0xFFFFFFFF),
     ]
     # The first 4 bytes choose the packet limit and where the stream is cut.
-    return [prefix + stream for stream in streams
-            for prefix in (b"\x00\x00\x00\x00", b"\x01\x20\x80\xe0")]
+    return [
+        prefix + stream
+        for stream in streams
+        for prefix in (b"\x00\x00\x00\x00", b"\x01\x20\x80\xe0")
+    ]
 
 
 def seeds(target: str) -> list[bytes]:
@@ -116,8 +235,9 @@ def write(target: str, corpus: Path, dictionary: Path) -> int:
 
 
 def _escape(token: str) -> str:
-    return "".join(ch if 32 <= ord(ch) < 127 and ch not in '"\\' else f"\\x{ord(ch):02x}"
-                   for ch in token)
+    return "".join(
+        ch if 32 <= ord(ch) < 127 and ch not in '"\\' else f"\\x{ord(ch):02x}" for ch in token
+    )
 
 
 if __name__ == "__main__":

@@ -67,10 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kamailio-probe-exporter",
         description="Prometheus exporter for a fleet of Kamailio servers: Prometheus scrapes "
-                    "/probe?target=..., the exporter asks that Kamailio over BINRPC. "
-                    f"Every flag can also be set with an environment variable {ENV_PREFIX}<FLAG> "
-                    "(e.g. KAMAILIO_EXPORTER_CONFIG_FILE). "
-                    "Subcommand: 'rpc ADDRESS METHOD [PARAMS...]' calls one RPC and prints JSON.",
+        "/probe?target=..., the exporter asks that Kamailio over BINRPC. "
+        f"Every flag can also be set with an environment variable {ENV_PREFIX}<FLAG> "
+        "(e.g. KAMAILIO_EXPORTER_CONFIG_FILE). "
+        "Subcommand: 'rpc ADDRESS METHOD [PARAMS...]' calls one RPC and prints JSON.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
 
@@ -81,31 +81,78 @@ def build_parser() -> argparse.ArgumentParser:
         kwargs["help"] = f"{kwargs.get('help', '')} [env {env}]"
         parser.add_argument(name, **kwargs)  # type: ignore[arg-type]
 
-    flag("--config.file", dest="config_file", default="targets.toml",
-         help="the targets.toml file")
-    parser.add_argument("--config.check", dest="config_check", action="store_true",
-                        help="validate the config file and exit")
-    flag("--web.listen-address", dest="listen", action="append", default=None,
-         help=f"address to listen on, repeatable (default {DEFAULT_LISTEN})")
-    flag("--web.config.file", dest="web_config_file", default=None,
-         help="exporter-toolkit web config file: TLS and basic auth")
+    flag("--config.file", dest="config_file", default="targets.toml", help="the targets.toml file")
+    parser.add_argument(
+        "--config.check",
+        dest="config_check",
+        action="store_true",
+        help="validate the config file and exit",
+    )
+    flag(
+        "--web.listen-address",
+        dest="listen",
+        action="append",
+        default=None,
+        help=f"address to listen on, repeatable (default {DEFAULT_LISTEN})",
+    )
+    flag(
+        "--web.config.file",
+        dest="web_config_file",
+        default=None,
+        help="exporter-toolkit web config file: TLS and basic auth",
+    )
     flag("--log.level", dest="log_level", default="info", choices=sorted(logs.LEVELS))
     flag("--log.format", dest="log_format", default="logfmt", choices=("logfmt", "json"))
-    flag("--timeout-offset", dest="timeout_offset", type=_non_negative_float, default=0.5,
-         help="seconds subtracted from Prometheus' scrape timeout to get the probe deadline")
-    flag("--probe.default-scrape-timeout", dest="default_scrape_timeout", type=_positive_float,
-         default=10.0, help="scrape timeout assumed when the scraper sends no "
-                            "X-Prometheus-Scrape-Timeout-Seconds header")
-    flag("--probe.max-concurrent", dest="max_concurrent", type=_positive_int, default=256,
-         help="probes in flight at most; beyond it /probe answers 503 with Retry-After")
-    flag("--history.limit", dest="history_limit", type=_non_negative_int, default=100,
-         help="recent probes kept for the landing page and /logs (0 disables)")
-    flag("--pool.idle-ttl", dest="idle_ttl", type=_positive_float, default=None,
-         help="override [pool] idle_ttl")
-    flag("--pool.max-connections", dest="max_connections", type=_positive_int, default=None,
-         help="override [pool] max_connections")
-    flag("--pool.per-target", dest="per_target", type=_positive_int, default=None,
-         help="override [pool] per_target")
+    flag(
+        "--timeout-offset",
+        dest="timeout_offset",
+        type=_non_negative_float,
+        default=0.5,
+        help="seconds subtracted from Prometheus' scrape timeout to get the probe deadline",
+    )
+    flag(
+        "--probe.default-scrape-timeout",
+        dest="default_scrape_timeout",
+        type=_positive_float,
+        default=10.0,
+        help="scrape timeout assumed when the scraper sends no "
+        "X-Prometheus-Scrape-Timeout-Seconds header",
+    )
+    flag(
+        "--probe.max-concurrent",
+        dest="max_concurrent",
+        type=_positive_int,
+        default=256,
+        help="probes in flight at most; beyond it /probe answers 503 with Retry-After",
+    )
+    flag(
+        "--history.limit",
+        dest="history_limit",
+        type=_non_negative_int,
+        default=100,
+        help="recent probes kept for the landing page and /logs (0 disables)",
+    )
+    flag(
+        "--pool.idle-ttl",
+        dest="idle_ttl",
+        type=_positive_float,
+        default=None,
+        help="override [pool] idle_ttl",
+    )
+    flag(
+        "--pool.max-connections",
+        dest="max_connections",
+        type=_positive_int,
+        default=None,
+        help="override [pool] max_connections",
+    )
+    flag(
+        "--pool.per-target",
+        dest="per_target",
+        type=_positive_int,
+        default=None,
+        help="override [pool] per_target",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
@@ -117,11 +164,15 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         env = os.environ.get(_env_name("--web.listen-address"))
         args.listen = [a.strip() for a in env.split(",") if a.strip()] if env else [DEFAULT_LISTEN]
     # Values from the environment arrive as strings: run them through the same checks.
-    for name, convert in (("timeout_offset", _non_negative_float),
-                          ("default_scrape_timeout", _positive_float),
-                          ("max_concurrent", _positive_int), ("history_limit", _non_negative_int),
-                          ("idle_ttl", _positive_float), ("max_connections", _positive_int),
-                          ("per_target", _positive_int)):
+    for name, convert in (
+        ("timeout_offset", _non_negative_float),
+        ("default_scrape_timeout", _positive_float),
+        ("max_concurrent", _positive_int),
+        ("history_limit", _non_negative_int),
+        ("idle_ttl", _positive_float),
+        ("max_connections", _positive_int),
+        ("per_target", _positive_int),
+    ):
         value = getattr(args, name)
         if isinstance(value, str):
             try:
@@ -143,26 +194,34 @@ def split_listen_address(address: str) -> tuple[str | None, int]:
 
 async def serve(args: argparse.Namespace, longest_timeout: float) -> None:
     gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
-    pool_overrides = {name: getattr(args, name)
-                      for name in ("idle_ttl", "max_connections", "per_target")
-                      if getattr(args, name) is not None}
-    settings = Settings(config_file=args.config_file, timeout_offset=args.timeout_offset,
-                        max_concurrent=args.max_concurrent, history_limit=args.history_limit,
-                        default_scrape_timeout=args.default_scrape_timeout,
-                        pool_overrides=pool_overrides)
+    pool_overrides = {
+        name: getattr(args, name)
+        for name in ("idle_ttl", "max_connections", "per_target")
+        if getattr(args, name) is not None
+    }
+    settings = Settings(
+        config_file=args.config_file,
+        timeout_offset=args.timeout_offset,
+        max_concurrent=args.max_concurrent,
+        history_limit=args.history_limit,
+        default_scrape_timeout=args.default_scrape_timeout,
+        pool_overrides=pool_overrides,
+    )
     web_config = WebConfigHolder(args.web_config_file) if args.web_config_file else None
     exporter = Exporter(settings)
     app = create_app(exporter, (web_middleware(web_config),) if web_config else ())
     # Probes in flight when SIGTERM comes may finish: none outlives the longest timeout.
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
-                           shutdown_timeout=longest_timeout + 1.0)
+    runner = web.AppRunner(
+        app, handler_cancellation=True, access_log=None, shutdown_timeout=longest_timeout + 1.0
+    )
     await runner.setup()
     ssl_context = web_config.ssl_context() if web_config else None
     for address in args.listen:
         host, port = split_listen_address(address)
         await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
-        log.info("listening on %s%s", address, " (TLS)" if ssl_context else "",
-                 extra={"listen": address})
+        log.info(
+            "listening on %s%s", address, " (TLS)" if ssl_context else "", extra={"listen": address}
+        )
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -203,8 +262,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("invalid configuration: %s", exc, extra={"config": args.config_file})
         return 1
     if args.config_check:
-        print(f"{args.config_file}: ok ({len(config.targets)} targets, "
-              f"{len(config.allow)} allow rules, {len(config.modules)} modules)")
+        print(
+            f"{args.config_file}: ok ({len(config.targets)} targets, "
+            f"{len(config.allow)} allow rules, {len(config.modules)} modules)"
+        )
         return 0
     try:
         asyncio.run(serve(args, config.longest_timeout))

@@ -107,8 +107,7 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 class ConfigError(ValueError):
     """An invalid targets.toml; the message names the file and the key path (or line)."""
 
-    def __init__(self, message: str, *, key: str | None = None,
-                 line: int | None = None) -> None:
+    def __init__(self, message: str, *, key: str | None = None, line: int | None = None) -> None:
         super().__init__(message)
         self.key = key
         self.line = line
@@ -197,8 +196,10 @@ class Config:
     @property
     def longest_timeout(self) -> float:
         """No probe under this config can take longer (the largest configured timeout)."""
-        return max([m.timeout for m in self.modules.values()]
-                   + [t.timeout for t in self.targets.values() if t.timeout is not None])
+        return max(
+            [m.timeout for m in self.modules.values()]
+            + [t.timeout for t in self.targets.values() if t.timeout is not None]
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,8 +238,9 @@ def parse_config(text: str, source: str = "<string>") -> Config:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         position = _TOML_POSITION.search(str(exc))
-        raise ConfigError(f"{source}: {exc}",
-                          line=int(position.group(1)) if position else None) from None
+        raise ConfigError(
+            f"{source}: {exc}", line=int(position.group(1)) if position else None
+        ) from None
     except RecursionError:
         # tomllib recurses once per level of nested arrays or inline tables.
         raise ConfigError(f"{source}: arrays or inline tables nested too deeply") from None
@@ -265,29 +267,43 @@ def _build(document: dict[str, Any], sha256: str) -> Config:
         target = _parse_target(table, f"targets[{index}]", modules)
         if target.name in targets:
             earlier = first_index[target.name]
-            raise _Invalid(f"targets[{index}].name",
-                           f"{target.name!r} is already the name of targets[{earlier}]")
+            raise _Invalid(
+                f"targets[{index}].name",
+                f"{target.name!r} is already the name of targets[{earlier}]",
+            )
         targets[target.name] = target
         first_index[target.name] = index
-    allow = tuple(_parse_allow(table, f"allow[{index}]", modules)
-                  for index, table in enumerate(_tables(document.get("allow", []), "allow")))
-    return Config(pool=pool, modules=MappingProxyType(modules),
-                  targets=MappingProxyType(targets), allow=allow, sha256=sha256)
+    allow = tuple(
+        _parse_allow(table, f"allow[{index}]", modules)
+        for index, table in enumerate(_tables(document.get("allow", []), "allow"))
+    )
+    return Config(
+        pool=pool,
+        modules=MappingProxyType(modules),
+        targets=MappingProxyType(targets),
+        allow=allow,
+        sha256=sha256,
+    )
 
 
 def _parse_pool(table: dict[str, Any]) -> PoolSettings:
     _check_keys(table, ("idle_ttl", "max_connections", "per_target"), "pool")
     defaults = PoolSettings()
-    max_connections = _integer(table.get("max_connections", defaults.max_connections),
-                               "pool.max_connections", 1, MAX_CONNECTIONS)
-    per_target = _integer(table.get("per_target", defaults.per_target), "pool.per_target",
-                          1, MAX_CONNECTIONS)
+    max_connections = _integer(
+        table.get("max_connections", defaults.max_connections),
+        "pool.max_connections",
+        1,
+        MAX_CONNECTIONS,
+    )
+    per_target = _integer(
+        table.get("per_target", defaults.per_target), "pool.per_target", 1, MAX_CONNECTIONS
+    )
     if per_target > max_connections:
-        raise _Invalid("pool.per_target",
-                       f"{per_target} is more than pool.max_connections ({max_connections})")
+        raise _Invalid(
+            "pool.per_target", f"{per_target} is more than pool.max_connections ({max_connections})"
+        )
     return PoolSettings(
-        idle_ttl=_seconds(table.get("idle_ttl", defaults.idle_ttl), "pool.idle_ttl",
-                          MAX_IDLE_TTL),
+        idle_ttl=_seconds(table.get("idle_ttl", defaults.idle_ttl), "pool.idle_ttl", MAX_IDLE_TTL),
         max_connections=max_connections,
         per_target=per_target,
     )
@@ -300,8 +316,9 @@ def _parse_modules(tables: dict[str, Any]) -> dict[str, Module]:
         _check_name(name, key, _MODULE_NAME, "a module name")
         modules[name] = _parse_module(name, _table(value, key), key)
     if DEFAULT_MODULE not in modules:
-        modules[DEFAULT_MODULE] = Module(DEFAULT_MODULE, ("all",), DEFAULT_MODULE_TIMEOUT,
-                                         CollectorOptions())
+        modules[DEFAULT_MODULE] = Module(
+            DEFAULT_MODULE, ("all",), DEFAULT_MODULE_TIMEOUT, CollectorOptions()
+        )
     return modules
 
 
@@ -309,56 +326,82 @@ def _parse_module(name: str, table: dict[str, Any], key: str) -> Module:
     option_types = _collector_option_types()
     _check_keys(table, ("collectors", "timeout", *option_types), key)
     collectors = _parse_collectors(table.get("collectors", ["all"]), f"{key}.collectors")
-    options = {option: _convert(table[option], option_types[option], f"{key}.{option}")
-               for option in option_types if option in table}
+    options = {
+        option: _convert(table[option], option_types[option], f"{key}.{option}")
+        for option in option_types
+        if option in table
+    }
     try:
         collector_options = CollectorOptions(**options)
     except (TypeError, ValueError) as exc:
         raise _Invalid(key, str(exc)) from None
-    return Module(name=name, collectors=collectors,
-                  timeout=_seconds(table.get("timeout", DEFAULT_MODULE_TIMEOUT),
-                                   f"{key}.timeout", MAX_TIMEOUT),
-                  options=collector_options)
+    return Module(
+        name=name,
+        collectors=collectors,
+        timeout=_seconds(
+            table.get("timeout", DEFAULT_MODULE_TIMEOUT), f"{key}.timeout", MAX_TIMEOUT
+        ),
+        options=collector_options,
+    )
 
 
 def _parse_collectors(value: object, key: str) -> tuple[str, ...]:
     names = _strings(value, key)
     if not names:
-        raise _Invalid(key, "empty: name collectors, or \"all\"")
+        raise _Invalid(key, 'empty: name collectors, or "all"')
     known = sorted(COLLECTORS)
     for index, name in enumerate(names):
         if name != "all" and name not in COLLECTORS:
-            raise _Invalid(f"{key}[{index}]", f"unknown collector {name!r} "
-                           f"(known: all, {', '.join(known)})")
+            raise _Invalid(
+                f"{key}[{index}]", f"unknown collector {name!r} (known: all, {', '.join(known)})"
+            )
         if name in names[:index]:
             raise _Invalid(f"{key}[{index}]", f"{name!r} is named twice")
     if "all" in names and len(names) > 1:
-        raise _Invalid(key, "\"all\" already names every collector")
+        raise _Invalid(key, '"all" already names every collector')
     return tuple(names)
 
 
 def _parse_target(table: dict[str, Any], key: str, modules: Mapping[str, Module]) -> Target:
-    _check_keys(table, ("name", "address", "module", "timeout", "labels", "xhttp_prom_url",
-                        "rtpengine_metrics_url"), key)
+    _check_keys(
+        table,
+        (
+            "name",
+            "address",
+            "module",
+            "timeout",
+            "labels",
+            "xhttp_prom_url",
+            "rtpengine_metrics_url",
+        ),
+        key,
+    )
     for required in ("name", "address"):
         if required not in table:
             raise _Invalid(f"{key}.{required}", "missing")
     name = _string(table["name"], f"{key}.name", MAX_NAME_LENGTH)
     if not _TARGET_NAME.fullmatch(name):
         if ":" in name or "/" in name:
-            raise _Invalid(f"{key}.name", f"{name!r} looks like an address; a name has no ':' "
-                           "or '/' so that it cannot be mistaken for one")
+            raise _Invalid(
+                f"{key}.name",
+                f"{name!r} looks like an address; a name has no ':' "
+                "or '/' so that it cannot be mistaken for one",
+            )
         raise _Invalid(f"{key}.name", f"{name!r}: use letters, digits, '_', '.' and '-'")
     return Target(
         name=name,
         address=_address(table["address"], f"{key}.address"),
         module=_module_reference(table.get("module"), f"{key}.module", modules),
-        timeout=(None if "timeout" not in table
-                 else _seconds(table["timeout"], f"{key}.timeout", MAX_TIMEOUT)),
+        timeout=(
+            None
+            if "timeout" not in table
+            else _seconds(table["timeout"], f"{key}.timeout", MAX_TIMEOUT)
+        ),
         labels=MappingProxyType(_parse_labels(table.get("labels", {}), f"{key}.labels")),
         xhttp_prom_url=_url(table.get("xhttp_prom_url"), f"{key}.xhttp_prom_url"),
-        rtpengine_metrics_url=_url(table.get("rtpengine_metrics_url"),
-                                   f"{key}.rtpengine_metrics_url"),
+        rtpengine_metrics_url=_url(
+            table.get("rtpengine_metrics_url"), f"{key}.rtpengine_metrics_url"
+        ),
     )
 
 
@@ -394,35 +437,55 @@ def _parse_pattern(pattern: str, module: str | None) -> AllowRule:
     protocol, sep, rest = pattern.partition(":")
     transport = PROTOCOLS.get(protocol.lower()) if sep else None
     if transport is None:
-        raise ValueError(f"{pattern!r}: a pattern starts with its transport: tcp:, udp:, "
-                         "unix: or unixd:")
+        raise ValueError(
+            f"{pattern!r}: a pattern starts with its transport: tcp:, udp:, unix: or unixd:"
+        )
     if transport in ("unix", "unixd"):
         _check_unix_path(rest)
         if "**" in rest:
             raise ValueError(f"{pattern!r}: '**' means nothing here; '*' never crosses '/'")
-        return AllowRule(pattern=pattern, transport=transport, module=module,
-                         path_pattern=rest, _regex=_glob_regex(rest, "/"))
+        return AllowRule(
+            pattern=pattern,
+            transport=transport,
+            module=module,
+            path_pattern=rest,
+            _regex=_glob_regex(rest, "/"),
+        )
     host, port_text = _split_host_port(rest, pattern)
     port = _pattern_port(port_text, pattern)
     if host.startswith("["):
         network = _network(host[1:-1], pattern)
         if network.version == 4:
             raise ValueError(f"{pattern!r}: IPv4 networks go without brackets")
-        return AllowRule(pattern=pattern, transport=transport, module=module,
-                         network=network, port=port)
+        return AllowRule(
+            pattern=pattern, transport=transport, module=module, network=network, port=port
+        )
     if host[:1].isdigit() and all(ch.isdigit() or ch in "./" for ch in host):
-        return AllowRule(pattern=pattern, transport=transport, module=module,
-                         network=_network(host, pattern), port=port)
+        return AllowRule(
+            pattern=pattern,
+            transport=transport,
+            module=module,
+            network=_network(host, pattern),
+            port=port,
+        )
     host = host.lower()
     if not _HOST_PATTERN.fullmatch(host) or ".." in host or len(host) > 253:
         raise ValueError(f"{pattern!r}: bad host name pattern {host!r}")
     labels = host.split(".")
-    if any(label.isdigit() for label in labels) and \
-            all(label.isdigit() or label == "*" for label in labels):
-        raise ValueError(f"{pattern!r}: a glob over IPv4 addresses; write a network such as "
-                         "10.0.0.0/24")
-    return AllowRule(pattern=pattern, transport=transport, module=module, host_pattern=host,
-                     port=port, _regex=_glob_regex(host, "."))
+    if any(label.isdigit() for label in labels) and all(
+        label.isdigit() or label == "*" for label in labels
+    ):
+        raise ValueError(
+            f"{pattern!r}: a glob over IPv4 addresses; write a network such as 10.0.0.0/24"
+        )
+    return AllowRule(
+        pattern=pattern,
+        transport=transport,
+        module=module,
+        host_pattern=host,
+        port=port,
+        _regex=_glob_regex(host, "."),
+    )
 
 
 def _split_host_port(rest: str, pattern: str) -> tuple[str, str]:
@@ -431,8 +494,10 @@ def _split_host_port(rest: str, pattern: str) -> tuple[str, str]:
         if not bracket:
             raise ValueError(f"{pattern!r}: missing ']'")
         if tail.startswith("/"):
-            raise ValueError(f"{pattern!r}: put the prefix length inside the brackets, "
-                             "as in tcp:[fd00::/64]:2046")
+            raise ValueError(
+                f"{pattern!r}: put the prefix length inside the brackets, "
+                "as in tcp:[fd00::/64]:2046"
+            )
         if not tail.startswith(":"):
             raise ValueError(f"{pattern!r}: expected ':PORT' after ']'")
         return inside + "]", tail[1:]
@@ -440,8 +505,7 @@ def _split_host_port(rest: str, pattern: str) -> tuple[str, str]:
     if not sep or not host:
         raise ValueError(f"{pattern!r}: expected HOST:PORT (the port may be '*')")
     if ":" in host:
-        raise ValueError(f"{pattern!r}: IPv6 networks go in brackets, as in "
-                         "tcp:[fd00::/64]:2046")
+        raise ValueError(f"{pattern!r}: IPv6 networks go in brackets, as in tcp:[fd00::/64]:2046")
     return host, port_text
 
 
@@ -489,8 +553,14 @@ def _check_unix_path(path: str) -> None:
 
 
 def _describe(value: object) -> str:
-    names = {bool: "a boolean", int: "an integer", float: "a float", str: "a string",
-             list: "an array", dict: "a table"}
+    names = {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a float",
+        str: "a string",
+        list: "an array",
+        dict: "a table",
+    }
     return names.get(type(value), "a date/time")
 
 
@@ -517,8 +587,9 @@ def _tables(value: object, key: str) -> list[dict[str, Any]]:
     return [_table(item, f"{key}[{index}]") for index, item in enumerate(value)]
 
 
-def _string(value: object, key: str, max_length: int = MAX_STRING_LENGTH, *,
-            allow_empty: bool = False) -> str:
+def _string(
+    value: object, key: str, max_length: int = MAX_STRING_LENGTH, *, allow_empty: bool = False
+) -> str:
     if not isinstance(value, str):
         raise _Invalid(key, f"expected a string, got {_describe(value)}")
     if not value and not allow_empty:
@@ -620,8 +691,11 @@ def _convert(value: object, hint: Any, key: str) -> Any:
     if hint is int:
         return _integer(value, key, -(2**31), 2**31 - 1)
     if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float) \
-                or not math.isfinite(value):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
             raise _Invalid(key, f"expected a finite number, got {_describe(value)}")
         return float(value)
     if hint is str:
@@ -631,16 +705,18 @@ def _convert(value: object, hint: Any, key: str) -> Any:
             raise _Invalid(key, f"expected an array, got {_describe(value)}")
         if len(value) > MAX_LIST_LENGTH:
             raise _Invalid(key, f"{len(value)} entries, at most {MAX_LIST_LENGTH}")
-        return tuple(_convert(item, args[0], f"{key}[{index}]")
-                     for index, item in enumerate(value))
+        return tuple(_convert(item, args[0], f"{key}[{index}]") for index, item in enumerate(value))
     if isinstance(origin, type) and issubclass(origin, Mapping):
         key_type, value_type = args
         table = _table(value, key)
         if len(table) > MAX_LIST_LENGTH:
             raise _Invalid(key, f"{len(table)} entries, at most {MAX_LIST_LENGTH}")
-        converted = {_mapping_key(name, key_type, key): _convert(item, value_type,
-                                                                 f"{key}.{_key_part(name)}")
-                     for name, item in table.items()}
+        converted = {
+            _mapping_key(name, key_type, key): _convert(
+                item, value_type, f"{key}.{_key_part(name)}"
+            )
+            for name, item in table.items()
+        }
         return MappingProxyType(converted)
     raise TypeError(f"collector option type {hint!r} has no TOML form")
 
@@ -656,8 +732,13 @@ def _mapping_key(name: str, key_type: Any, key: str) -> object:
 # -- resolving a /probe target -----------------------------------------------------------------
 
 
-async def resolve_target(config: Config, target: str, module: str | None = None, *,
-                         resolve_timeout: float = DEFAULT_RESOLVE_TIMEOUT) -> ResolvedTarget:
+async def resolve_target(
+    config: Config,
+    target: str,
+    module: str | None = None,
+    *,
+    resolve_timeout: float = DEFAULT_RESOLVE_TIMEOUT,
+) -> ResolvedTarget:
     """Finds what `/probe?target=...&module=...` means under `config`.
 
     The module: `module` if given, else the listed target's, else the allow rule's, else
@@ -673,8 +754,7 @@ async def resolve_target(config: Config, target: str, module: str | None = None,
     requested = _requested_address(target)
     rule, address = await _allowed(config.allow, requested, resolve_timeout)
     allowed = Target(name=str(requested), address=address)
-    return ResolvedTarget(allowed, config.modules[module or rule.module or DEFAULT_MODULE],
-                          rule)
+    return ResolvedTarget(allowed, config.modules[module or rule.module or DEFAULT_MODULE], rule)
 
 
 def _rejected(target: str, reason: str) -> TargetRejected:
@@ -707,17 +787,24 @@ def _requested_address(target: str) -> Address:
             _check_unix_path(address.path)
         except ValueError as exc:
             raise _rejected(target, str(exc)) from None
-    elif address.host is not None and _ip_literal(address.host) is None and \
-            _looks_like_ipv4(address.host):
+    elif (
+        address.host is not None
+        and _ip_literal(address.host) is None
+        and _looks_like_ipv4(address.host)
+    ):
         raise _rejected(target, "a numeric host that is not a dotted-quad IPv4 address")
     return address
 
 
-async def _allowed(rules: Sequence[AllowRule], address: Address,
-                   resolve_timeout: float) -> tuple[AllowRule, Address]:
+async def _allowed(
+    rules: Sequence[AllowRule], address: Address, resolve_timeout: float
+) -> tuple[AllowRule, Address]:
     """The first rule (in file order) allowing `address`, and the address to connect to."""
-    candidates = [rule for rule in rules if rule.transport == address.transport
-                  and (rule.port is None or rule.port == address.port)]
+    candidates = [
+        rule
+        for rule in rules
+        if rule.transport == address.transport and (rule.port is None or rule.port == address.port)
+    ]
     target = str(address)
     if address.path is not None:
         for rule in candidates:
@@ -740,8 +827,9 @@ async def _allowed(rules: Sequence[AllowRule], address: Address,
         reason = "timed out" if isinstance(exc, TimeoutError) else _os_reason(exc)
         if name_rule is not None:
             raise TargetResolveError(f"cannot resolve {address.host}: {reason}") from None
-        raise _rejected(target, f"the name does not resolve ({reason}), so no network rule "
-                        "can allow it") from None
+        raise _rejected(
+            target, f"the name does not resolve ({reason}), so no network rule can allow it"
+        ) from None
     for rule in candidates:
         if rule.matches_name(address.host):
             return rule, dataclasses.replace(address, host=str(resolved[0]))
@@ -765,8 +853,9 @@ class _Lookups:
         self._max_pending = max_pending
         self._pending = 0
 
-    async def getaddrinfo(self, host: str, port: int | None, kind: int,
-                          timeout: float) -> list[Any]:
+    async def getaddrinfo(
+        self, host: str, port: int | None, kind: int, timeout: float
+    ) -> list[Any]:
         if self._pending >= self._max_pending:
             raise OSError(f"{self._pending} name lookups already in progress")
         self._pending += 1
@@ -778,7 +867,8 @@ class _Lookups:
 
     async def lookup(self, host: str, port: int | None, kind: int) -> list[Any]:
         return await asyncio.get_running_loop().run_in_executor(
-            self._executor, functools.partial(socket.getaddrinfo, host, port, type=kind))
+            self._executor, functools.partial(socket.getaddrinfo, host, port, type=kind)
+        )
 
 
 LOOKUPS = _Lookups(threads=4, max_pending=64)
@@ -814,4 +904,3 @@ def _ip_literal(host: str) -> IPAddress | None:
 
 def _os_reason(exc: OSError) -> str:
     return exc.strerror or str(exc) or type(exc).__name__
-

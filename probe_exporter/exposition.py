@@ -38,11 +38,22 @@ class _Layout:
     families with more labels, and histogram and summary samples, use the templates.
     """
 
-    __slots__ = ("header", "help", "labelnames", "line", "middle", "prefix", "sample_name",
-                 "separator", "templates", "type")
+    __slots__ = (
+        "header",
+        "help",
+        "labelnames",
+        "line",
+        "middle",
+        "prefix",
+        "sample_name",
+        "separator",
+        "templates",
+        "type",
+    )
 
-    def __init__(self, type_: str, help_: str, labelnames: tuple[str, ...], header: str,
-                 sample_name: str) -> None:
+    def __init__(
+        self, type_: str, help_: str, labelnames: tuple[str, ...], header: str, sample_name: str
+    ) -> None:
         self.type = type_
         self.help = help_
         self.labelnames = labelnames
@@ -98,8 +109,13 @@ def _text_layout(family: MetricFamily) -> _Layout:
     if family.help:
         escaped = family.help.replace("\\", "\\\\").replace("\n", "\\n")
         help_line = f"# HELP {name} {escaped}\n"
-    layout = _Layout(family.type, family.help, family.labelnames,
-                     f"{help_line}# TYPE {name} {family.type}\n", name)
+    layout = _Layout(
+        family.type,
+        family.help,
+        family.labelnames,
+        f"{help_line}# TYPE {name} {family.type}\n",
+        name,
+    )
     if len(_text_layouts) >= _CACHE_LIMIT:
         _text_layouts.clear()
     _text_layouts[name] = layout
@@ -113,20 +129,28 @@ def _om_layout(family: MetricFamily) -> _Layout:
         sample_name = name + "_total"
     help_line = ""
     if family.help:
-        escaped = (family.help.replace("\\", "\\\\").replace("\n", "\\n")
-                   .replace('"', '\\"'))
+        escaped = family.help.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
         help_line = f"# HELP {name} {escaped}\n"
     type_ = _OM_TYPES.get(family.type, family.type)
-    layout = _Layout(family.type, family.help, family.labelnames,
-                     f"{help_line}# TYPE {name} {type_}\n", sample_name)
+    layout = _Layout(
+        family.type,
+        family.help,
+        family.labelnames,
+        f"{help_line}# TYPE {name} {type_}\n",
+        sample_name,
+    )
     if len(_om_layouts) >= _CACHE_LIMIT:
         _om_layouts.clear()
     _om_layouts[family.name] = layout
     return layout
 
 
-def _render(families: Iterable[MetricFamily], layouts: dict[str, _Layout],
-            new_layout: Callable[[MetricFamily], _Layout], openmetrics: bool) -> list[str]:
+def _render(
+    families: Iterable[MetricFamily],
+    layouts: dict[str, _Layout],
+    new_layout: Callable[[MetricFamily], _Layout],
+    openmetrics: bool,
+) -> list[str]:
     """The lines of every family: one loop, as a probe renders about a hundred families and
     most hold a single sample, so per-family calls would cost more than the samples."""
     out: list[str] = []
@@ -137,8 +161,12 @@ def _render(families: Iterable[MetricFamily], layouts: dict[str, _Layout],
         if openmetrics and family.text_format_only:
             continue
         layout = cached(family.name)
-        if (layout is None or layout.type != family.type or layout.help != family.help
-                or layout.labelnames != family.labelnames):
+        if (
+            layout is None
+            or layout.type != family.type
+            or layout.help != family.help
+            or layout.labelnames != family.labelnames
+        ):
             layout = new_layout(family)
         append(layout.header)
         if family.suffixes is not None and family.type in SUFFIXED_TYPES:
@@ -154,8 +182,10 @@ def _render(families: Iterable[MetricFamily], layouts: dict[str, _Layout],
                 first = values[0]
                 if "\\" in first or '"' in first or "\n" in first:
                     first = _escape_label_value(first)
-                append(f"{prefix}{first}{middle}"
-                       f"{value if value.__class__ is int else format_value(value)}\n")
+                append(
+                    f"{prefix}{first}{middle}"
+                    f"{value if value.__class__ is int else format_value(value)}\n"
+                )
         elif width == 2:
             separator = layout.separator
             for values, value in family.samples:
@@ -163,8 +193,10 @@ def _render(families: Iterable[MetricFamily], layouts: dict[str, _Layout],
                 joined = first + second
                 if "\\" in joined or '"' in joined or "\n" in joined:
                     first, second = _escape_label_value(first), _escape_label_value(second)
-                append(f"{prefix}{first}{separator}{second}{middle}"
-                       f"{value if value.__class__ is int else format_value(value)}\n")
+                append(
+                    f"{prefix}{first}{separator}{second}{middle}"
+                    f"{value if value.__class__ is int else format_value(value)}\n"
+                )
         else:
             line = layout.line
             for values, value in family.samples:
@@ -184,7 +216,7 @@ def _render_suffixed(out: list[str], family: MetricFamily, layout: _Layout) -> N
     for suffix, (values, value) in zip(family.suffixes, family.samples, strict=True):
         if suffix != bucket_suffix:
             values = values[:-1]
-        template = layout.template(family.name + suffix, labelnames[:len(values)])
+        template = layout.template(family.name + suffix, labelnames[: len(values)])
         escaped = tuple(map(_escape_label_value, values))
         out.append(template % (*escaped, format_value(value)))
 

@@ -36,13 +36,22 @@ class ProbeHistory:
         self._recent: deque[ProbeRecord] = deque()
         self._failures: deque[ProbeRecord] = deque()
 
-    def add(self, target: str, module: str, success: bool, stage: str | None, duration: float,
-            log: ProbeLog, exposition: bytes, settings: Callable[[], str]
-            ) -> ProbeRecord | None:
+    def add(
+        self,
+        target: str,
+        module: str,
+        success: bool,
+        stage: str | None,
+        duration: float,
+        log: ProbeLog,
+        exposition: bytes,
+        settings: Callable[[], str],
+    ) -> ProbeRecord | None:
         if self.limit <= 0:
             return None
-        record = ProbeRecord(next(self._ids), target, module, success, stage, duration,
-                             log, exposition, settings)
+        record = ProbeRecord(
+            next(self._ids), target, module, success, stage, duration, log, exposition, settings
+        )
         self._recent.append(record)
         if len(self._recent) > self.limit:
             dropped = self._recent.popleft()
@@ -61,5 +70,6 @@ class ProbeHistory:
         return next((r for r in self if r.id == probe_id), None)
 
     def latest_for(self, target: str, module: str | None) -> ProbeRecord | None:
-        return next((r for r in self
-                     if r.target == target and (module is None or r.module == module)), None)
+        return next(
+            (r for r in self if r.target == target and (module is None or r.module == module)), None
+        )

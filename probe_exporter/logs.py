@@ -8,12 +8,20 @@ import sys
 import time
 from typing import Any
 
-LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
-          "error": logging.ERROR}
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+}
 # Context a caller passes in `extra`: record attribute -> output key. (A LogRecord already has
 # a `module` attribute, the Python module's name, so the probe's module travels as `probe_module`.)
-CONTEXT_FIELDS = {"target": "target", "probe_module": "module", "listen": "listen",
-                  "config": "config"}
+CONTEXT_FIELDS = {
+    "target": "target",
+    "probe_module": "module",
+    "listen": "listen",
+    "config": "config",
+}
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:

@@ -68,8 +68,9 @@ class FamilyInfo:
     def family(self) -> MetricFamily:
         """An empty family with this name, type, HELP and labels."""
         # positional: a probe makes about a hundred families, and keywords cost half as much again
-        return MetricFamily(self.name, self.type, self.help, self.labels, [], None,
-                            self.text_format_only)
+        return MetricFamily(
+            self.name, self.type, self.help, self.labels, [], None, self.text_format_only
+        )
 
 
 def text_names(name: str, type_: str) -> tuple[str, ...]:

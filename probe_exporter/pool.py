@@ -145,8 +145,7 @@ class ConnectionPool:
         loop = asyncio.get_running_loop()
         started = loop.time()
         pending = [self._connecting[(address, index)] for index in range(self.per_target)]
-        done, _ = await asyncio.wait(pending, timeout=timeout,
-                                     return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         if not done:
             raise TimeoutError(f"timed out waiting for a connection to {address}")
         return await self._acquire(address, max(timeout - (loop.time() - started), 0.001))

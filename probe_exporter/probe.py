@@ -34,28 +34,62 @@ LIST_METHODS = Call("system.listMethods")
 HTTP_BODY_LIMIT = 1 << 20
 
 # Families every probe emits, whatever its collectors (documented in METRICS.md).
-UP = FamilyInfo("kamailio_up", "gauge",
-                "Whether Kamailio answered the probe's RPCs (1) or not (0).", (), "probe")
-DURATION = FamilyInfo("kamailio_probe_duration_seconds", "gauge",
-                      "How long the probe took, in seconds.", (), "probe")
-TIMEOUT = FamilyInfo("kamailio_probe_timeout_seconds", "gauge",
-                     "The probe's deadline in seconds (module or target timeout, or the scrape "
-                     "timeout less the offset).", (), "probe")
-FAILURE = FamilyInfo("kamailio_probe_failure_info", "gauge",
-                     "The stage at which a failed probe failed: resolve, connect, rpc, decode or "
-                     "timeout.", ("stage",), "probe")
-COLLECTOR_SUCCESS = FamilyInfo("kamailio_exporter_collector_success", "gauge",
-                               "Whether a collector succeeded (1) or failed (0) in this probe.",
-                               ("collector",), "probe")
-COLLECTOR_DURATION = FamilyInfo("kamailio_exporter_collector_duration_seconds", "gauge",
-                                "Seconds from the start of the probe's RPCs until the "
-                                "collector's replies were in and turned into metrics.",
-                                ("collector",), "probe")
-MERGED_DUPLICATES = FamilyInfo("kamailio_exporter_merged_duplicates", "gauge",
-                               "Samples dropped from a merged HTTP source because the exporter "
-                               "already emits their family.", ("source",), "probe")
-PROBE_FAMILIES = (UP, DURATION, TIMEOUT, FAILURE, COLLECTOR_SUCCESS, COLLECTOR_DURATION,
-                  MERGED_DUPLICATES)
+UP = FamilyInfo(
+    "kamailio_up",
+    "gauge",
+    "Whether Kamailio answered the probe's RPCs (1) or not (0).",
+    (),
+    "probe",
+)
+DURATION = FamilyInfo(
+    "kamailio_probe_duration_seconds", "gauge", "How long the probe took, in seconds.", (), "probe"
+)
+TIMEOUT = FamilyInfo(
+    "kamailio_probe_timeout_seconds",
+    "gauge",
+    "The probe's deadline in seconds (module or target timeout, or the scrape "
+    "timeout less the offset).",
+    (),
+    "probe",
+)
+FAILURE = FamilyInfo(
+    "kamailio_probe_failure_info",
+    "gauge",
+    "The stage at which a failed probe failed: resolve, connect, rpc, decode or timeout.",
+    ("stage",),
+    "probe",
+)
+COLLECTOR_SUCCESS = FamilyInfo(
+    "kamailio_exporter_collector_success",
+    "gauge",
+    "Whether a collector succeeded (1) or failed (0) in this probe.",
+    ("collector",),
+    "probe",
+)
+COLLECTOR_DURATION = FamilyInfo(
+    "kamailio_exporter_collector_duration_seconds",
+    "gauge",
+    "Seconds from the start of the probe's RPCs until the "
+    "collector's replies were in and turned into metrics.",
+    ("collector",),
+    "probe",
+)
+MERGED_DUPLICATES = FamilyInfo(
+    "kamailio_exporter_merged_duplicates",
+    "gauge",
+    "Samples dropped from a merged HTTP source because the exporter already emits their family.",
+    ("source",),
+    "probe",
+)
+PROBE_FAMILIES = (
+    UP,
+    DURATION,
+    TIMEOUT,
+    FAILURE,
+    COLLECTOR_SUCCESS,
+    COLLECTOR_DURATION,
+    MERGED_DUPLICATES,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +114,7 @@ class ProbeLog:
 
     __slots__ = ("_entries", "_extra", "_forward", "_started")
 
-    def __init__(self, target: str, module: str, started: float, *, forward: bool = True
-                 ) -> None:
+    def __init__(self, target: str, module: str, started: float, *, forward: bool = True) -> None:
         self._entries: list[tuple[float, int, str, tuple[object, ...]]] = []
         self._extra = {"target": target, "probe_module": module}
         self._started = started
@@ -94,9 +127,11 @@ class ProbeLog:
 
     @property
     def lines(self) -> list[str]:
-        return [f"{elapsed:8.4f}s {logging.getLevelName(level).lower():5} "
-                f"{message % args if args else message}"
-                for elapsed, level, message, args in self._entries]
+        return [
+            f"{elapsed:8.4f}s {logging.getLevelName(level).lower():5} "
+            f"{message % args if args else message}"
+            for elapsed, level, message, args in self._entries
+        ]
 
 
 @dataclass(slots=True)
@@ -133,8 +168,9 @@ class Prober:
 
     async def probe(self, request: ProbeRequest, *, started: float | None = None) -> ProbeResult:
         """Probes one target; `started` (time.monotonic) lets a caller count its own work too."""
-        return await _ProbeRun(self, request,
-                               time.monotonic() if started is None else started).run()
+        return await _ProbeRun(
+            self, request, time.monotonic() if started is None else started
+        ).run()
 
 
 class _ProbeRun:
@@ -157,10 +193,17 @@ class _ProbeRun:
 
     async def run(self) -> ProbeResult:
         request, plog = self.request, self.log
-        plog(logging.DEBUG, "probing %s with module %r, timeout %.3fs", request.address,
-             request.module, request.timeout)
-        http_tasks = {source: asyncio.create_task(self._fetch(url))
-                      for source, url in request.http_sources.items()}
+        plog(
+            logging.DEBUG,
+            "probing %s with module %r, timeout %.3fs",
+            request.address,
+            request.module,
+            request.timeout,
+        )
+        http_tasks = {
+            source: asyncio.create_task(self._fetch(url))
+            for source, url in request.http_sources.items()
+        }
         stage: str | None = None
         try:
             try:
@@ -172,8 +215,11 @@ class _ProbeRun:
             except TimeoutError:
                 stage = "timeout"
                 progress = self.connection.progress if self.connection else "no connection yet"
-                plog(logging.ERROR, f"probe failed at stage timeout: no complete answer within "
-                                    f"{request.timeout:.3f}s ({progress})")
+                plog(
+                    logging.ERROR,
+                    f"probe failed at stage timeout: no complete answer within "
+                    f"{request.timeout:.3f}s ({progress})",
+                )
             duplicates = await self._merge_http(http_tasks)
         finally:  # also when cancelled because the scraper went away
             for task in http_tasks.values():
@@ -182,8 +228,9 @@ class _ProbeRun:
                 elif not task.cancelled():
                     task.exception()  # reported above, or moot once the probe is abandoned
         duration = time.monotonic() - self.started
-        self.families.extend(_probe_families(stage, duration, request.timeout, self.outcomes,
-                                             duplicates))
+        self.families.extend(
+            _probe_families(stage, duration, request.timeout, self.outcomes, duplicates)
+        )
         if stage is None:
             plog(logging.DEBUG, "probe succeeded in %.4fs", duration)
         return ProbeResult(self.families, stage is None, stage, duration, plog)
@@ -196,8 +243,12 @@ class _ProbeRun:
                 async with self.prober.pool.lease(address, timeout=self.remaining()) as lease:
                     reused = lease.reused
                     self.connection = lease.connection
-                    self.log(logging.DEBUG, "%s connection to %s",
-                             "reusing" if reused else "opened", address)
+                    self.log(
+                        logging.DEBUG,
+                        "%s connection to %s",
+                        "reusing" if reused else "opened",
+                        address,
+                    )
                     await self._collect(lease.connection, reused)
                     return
             except ConnectError as exc:
@@ -228,7 +279,8 @@ class _ProbeRun:
         rpc_started = loop.time()
         arrivals: list[float] = []
         replies = await connection.call_many(
-            [(c.method, c.params) for c in calls], timeout=self.remaining(), arrivals=arrivals)
+            [(c.method, c.params) for c in calls], timeout=self.remaining(), arrivals=arrivals
+        )
         plog(logging.DEBUG, "%d RPCs answered in %.4fs", len(calls), loop.time() - rpc_started)
         if methods is None:
             methods = _methods_from(replies[0], plog)
@@ -242,8 +294,11 @@ class _ProbeRun:
             collector_replies = replies[first:last]
             more = collector.fallback(collector_replies, options) if collector.fallback else []
             if more:
-                plog(logging.INFO, f"collector {collector.name}: falling back to "
-                                   f"{len(more)} RPCs ({_first_fault(collector_replies)})")
+                plog(
+                    logging.INFO,
+                    f"collector {collector.name}: falling back to "
+                    f"{len(more)} RPCs ({_first_fault(collector_replies)})",
+                )
                 second_round.append((collector, more))
                 continue
             ready = arrivals[last - 1] if last > first else rpc_started
@@ -253,8 +308,8 @@ class _ProbeRun:
             calls = [call for _, more in second_round for call in more]
             arrivals = []
             replies = await connection.call_many(
-                [(c.method, c.params) for c in calls], timeout=self.remaining(),
-                arrivals=arrivals)
+                [(c.method, c.params) for c in calls], timeout=self.remaining(), arrivals=arrivals
+            )
             first = 0
             for collector, more in second_round:
                 last = first + len(more)
@@ -268,20 +323,19 @@ class _ProbeRun:
             produced = collector.collect(replies, self.request.options)
         except Exception as exc:  # one collector's failure never drops the others' metrics
             self.log(logging.ERROR, f"collector {collector.name} failed: {exc}")
-            self.outcomes.append((collector.name, False,
-                                  waited + time.perf_counter() - collect_started))
+            self.outcomes.append(
+                (collector.name, False, waited + time.perf_counter() - collect_started)
+            )
             return
         self.families.extend(produced)
-        self.outcomes.append((collector.name, True,
-                              waited + time.perf_counter() - collect_started))
+        self.outcomes.append((collector.name, True, waited + time.perf_counter() - collect_started))
         self.log(logging.DEBUG, "collector %s: %d families", collector.name, len(produced))
 
     async def _fetch(self, url: str) -> list[Metric]:
         """Fetches and parses an HTTP source, within the probe's deadline."""
         timeout = aiohttp.ClientTimeout(total=self.remaining())
         # No redirects: a redirect could send the exporter to an address no one allowed.
-        async with self.prober.http.get(url, timeout=timeout,
-                                        allow_redirects=False) as response:
+        async with self.prober.http.get(url, timeout=timeout, allow_redirects=False) as response:
             if response.status != 200:
                 raise RuntimeError(f"HTTP {response.status} {response.reason}")
             if (response.content_length or 0) > HTTP_BODY_LIMIT:
@@ -294,8 +348,7 @@ class _ProbeRun:
         # Parsing is the costly part: off the event loop, so other probes go on meanwhile.
         return await asyncio.to_thread(parse_exposition, body.decode("utf-8", errors="replace"))
 
-    async def _merge_http(self, tasks: Mapping[str, asyncio.Task[list[Metric]]]
-                          ) -> dict[str, int]:
+    async def _merge_http(self, tasks: Mapping[str, asyncio.Task[list[Metric]]]) -> dict[str, int]:
         """Merges what each HTTP source answered in time; returns the duplicates dropped."""
         duplicates: dict[str, int] = {}
         if not tasks:
@@ -317,8 +370,10 @@ class _ProbeRun:
             self.families.extend(merged)
             duplicates[source] = dropped
             if dropped:
-                self.log(logging.INFO, f"{source}: dropped {dropped} samples of families the "
-                                       "exporter already emits")
+                self.log(
+                    logging.INFO,
+                    f"{source}: dropped {dropped} samples of families the exporter already emits",
+                )
             self.outcomes.append((source, True, self.loop.time() - started))
         return duplicates
 
@@ -350,15 +405,17 @@ def _first_fault(replies: Sequence[Reply]) -> str:
     return "no fault"
 
 
-def failed_before_rpc(target: str, module: str, stage: str, reason: str, duration: float,
-                      timeout: float) -> ProbeResult:
+def failed_before_rpc(
+    target: str, module: str, stage: str, reason: str, duration: float, timeout: float
+) -> ProbeResult:
     """The result of a probe that failed before any RPC, e.g. a name that does not resolve.
 
     Its line is not forwarded to the exporter's log: the caller logs the failure itself."""
     plog = ProbeLog(target, module, time.monotonic() - duration, forward=False)
     plog(logging.ERROR, "probe failed at stage %s: %s", stage, reason)
-    return ProbeResult(_probe_families(stage, duration, timeout, (), {}), False, stage, duration,
-                       plog)
+    return ProbeResult(
+        _probe_families(stage, duration, timeout, (), {}), False, stage, duration, plog
+    )
 
 
 def _probe_families(
@@ -368,8 +425,9 @@ def _probe_families(
     outcomes: Sequence[tuple[str, bool, float]],
     merged_duplicates: Mapping[str, int],
 ) -> list[MetricFamily]:
-    (up, duration_f, timeout_f, failure, success, collector_duration,
-     duplicates) = (info.family() for info in PROBE_FAMILIES)
+    (up, duration_f, timeout_f, failure, success, collector_duration, duplicates) = (
+        info.family() for info in PROBE_FAMILIES
+    )
     up.add((), 0.0 if stage else 1.0)
     duration_f.add((), duration)
     timeout_f.add((), timeout)

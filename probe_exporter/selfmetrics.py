@@ -20,8 +20,23 @@ from prometheus_client.registry import Collector
 from . import __version__
 from .pool import ConnectionPool
 
-PROBE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                 10.0, 30.0)
+PROBE_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
 REJECT_REASONS = ("forbidden", "bad_request", "overload")
 
 
@@ -35,18 +50,27 @@ class _PoolCollector(Collector):
         pool = self._pool()
         if pool is None:
             return
-        yield GaugeMetricFamily("kamailio_exporter_pool_connections",
-                                "BINRPC connections currently pooled.", value=len(pool))
-        yield CounterMetricFamily("kamailio_exporter_pool_hits",
-                                  "Probes that reused a pooled connection.",
-                                  value=pool.stats.hits)
-        yield CounterMetricFamily("kamailio_exporter_pool_misses",
-                                  "Probes that had to open a new connection.",
-                                  value=pool.stats.misses)
-        yield CounterMetricFamily("kamailio_exporter_pool_evictions",
-                                  "Pooled connections closed for idling past the TTL or to make "
-                                  "room under the connection limit.",
-                                  value=pool.stats.evictions)
+        yield GaugeMetricFamily(
+            "kamailio_exporter_pool_connections",
+            "BINRPC connections currently pooled.",
+            value=len(pool),
+        )
+        yield CounterMetricFamily(
+            "kamailio_exporter_pool_hits",
+            "Probes that reused a pooled connection.",
+            value=pool.stats.hits,
+        )
+        yield CounterMetricFamily(
+            "kamailio_exporter_pool_misses",
+            "Probes that had to open a new connection.",
+            value=pool.stats.misses,
+        )
+        yield CounterMetricFamily(
+            "kamailio_exporter_pool_evictions",
+            "Pooled connections closed for idling past the TTL or to make "
+            "room under the connection limit.",
+            value=pool.stats.evictions,
+        )
 
 
 class SelfMetrics:
@@ -55,30 +79,48 @@ class SelfMetrics:
         for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
             self.registry.register(collector)
         self.registry.register(_PoolCollector(pool))
-        build_info = Gauge("kamailio_exporter_build_info",
-                           "The exporter's version and Python version; the value is always 1.",
-                           ["version", "python_version"], registry=self.registry)
+        build_info = Gauge(
+            "kamailio_exporter_build_info",
+            "The exporter's version and Python version; the value is always 1.",
+            ["version", "python_version"],
+            registry=self.registry,
+        )
         build_info.labels(__version__, platform.python_version()).set(1)
-        self.probes = Counter("kamailio_exporter_probes", "Probes run, by module and result.",
-                              ["module", "result"], registry=self.registry)
-        self.probe_duration = Histogram("kamailio_exporter_probe_duration_seconds",
-                                        "Probe durations by module.", ["module"],
-                                        buckets=PROBE_BUCKETS, registry=self.registry)
-        self.in_flight = Gauge("kamailio_exporter_probes_in_flight", "Probes running now.",
-                               registry=self.registry)
-        self.rejected = Counter("kamailio_exporter_probes_rejected",
-                                "Probe requests answered without probing, by reason: forbidden "
-                                "target (403), bad request (400), overload (503).", ["reason"],
-                                registry=self.registry)
+        self.probes = Counter(
+            "kamailio_exporter_probes",
+            "Probes run, by module and result.",
+            ["module", "result"],
+            registry=self.registry,
+        )
+        self.probe_duration = Histogram(
+            "kamailio_exporter_probe_duration_seconds",
+            "Probe durations by module.",
+            ["module"],
+            buckets=PROBE_BUCKETS,
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "kamailio_exporter_probes_in_flight", "Probes running now.", registry=self.registry
+        )
+        self.rejected = Counter(
+            "kamailio_exporter_probes_rejected",
+            "Probe requests answered without probing, by reason: forbidden "
+            "target (403), bad request (400), overload (503).",
+            ["reason"],
+            registry=self.registry,
+        )
         for reason in REJECT_REASONS:
             self.rejected.labels(reason)
-        self.reload_success = Gauge("kamailio_exporter_config_last_reload_successful",
-                                    "Whether the last configuration load succeeded.",
-                                    registry=self.registry)
+        self.reload_success = Gauge(
+            "kamailio_exporter_config_last_reload_successful",
+            "Whether the last configuration load succeeded.",
+            registry=self.registry,
+        )
         self.reload_timestamp = Gauge(
             "kamailio_exporter_config_last_reload_success_timestamp_seconds",
             "When the configuration was last loaded successfully, in Unix time.",
-            registry=self.registry)
+            registry=self.registry,
+        )
         self._modules: set[str] = set()
         self.set_modules(modules)
 

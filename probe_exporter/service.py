@@ -1,5 +1,4 @@
-"""The running service behind the HTTP routes: config and reloads, the pool, probing, history.
-"""
+"""The running service behind the HTTP routes: config and reloads, the pool, probing, history."""
 
 from __future__ import annotations
 
@@ -45,8 +44,10 @@ def redact_url(url: str) -> str:
     netloc = parts.netloc
     if parts.username is not None or parts.password is not None:
         netloc = "<secret>@" + netloc.rpartition("@")[2]
-    query = "&".join(f"{name}=<secret>" for name, _ in
-                     urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
+    query = "&".join(
+        f"{name}=<secret>"
+        for name, _ in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    )
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
@@ -72,7 +73,8 @@ class Exporter:
         self.http = aiohttp.ClientSession(
             headers={"User-Agent": f"kamailio-probe-exporter/{__version__}"},
             connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=30),
-            cookie_jar=aiohttp.DummyCookieJar())
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
         try:
             await self.reload()
         except BaseException:  # no stop() follows a failed start
@@ -94,17 +96,24 @@ class Exporter:
                 config = await asyncio.to_thread(load_config, self.settings.config_file)
             except (ConfigError, OSError) as exc:
                 self.metrics.reload_success.set(0)
-                log.error("config load failed, keeping the previous one: %s", exc,
-                          extra={"config": self.settings.config_file})
+                log.error(
+                    "config load failed, keeping the previous one: %s",
+                    exc,
+                    extra={"config": self.settings.config_file},
+                )
                 raise
             changed = self.config is None or config.sha256 != self.config.sha256
             self._apply(config)
             self.metrics.reload_success.set(1)
             self.metrics.reload_timestamp.set(time.time())
             if changed:
-                log.info("config loaded: %d targets, %d allow rules, modules %s",
-                         len(config.targets), len(config.allow), ", ".join(config.modules),
-                         extra={"config": self.settings.config_file})
+                log.info(
+                    "config loaded: %d targets, %d allow rules, modules %s",
+                    len(config.targets),
+                    len(config.allow),
+                    ", ".join(config.modules),
+                    extra={"config": self.settings.config_file},
+                )
             return changed
 
     def _apply(self, config: Config) -> None:
@@ -121,7 +130,8 @@ class Exporter:
                 idle_ttl=float(pool_settings["idle_ttl"]),
                 max_connections=int(pool_settings["max_connections"]),
                 per_target=int(pool_settings["per_target"]),
-                stats=old.stats if old else None)
+                stats=old.stats if old else None,
+            )
             self.pool.start()
             self.prober = Prober(self.pool, self.http)
             self._pool_settings = pool_settings
@@ -157,17 +167,28 @@ class Exporter:
             return budget, "default scrape timeout less the offset (no scrape timeout header)"
         return budget, "scrape timeout header less the offset"
 
-    async def run_probe(self, resolved: ResolvedTarget, timeout: float,
-                        started: float) -> ProbeResult:
+    async def run_probe(
+        self, resolved: ResolvedTarget, timeout: float, started: float
+    ) -> ProbeResult:
         assert self.prober is not None
         target = resolved.target
-        sources = {name: url for name, url in (("xhttp_prom", target.xhttp_prom_url),
-                                               ("rtpengine_metrics", target.rtpengine_metrics_url))
-                   if url}
+        sources = {
+            name: url
+            for name, url in (
+                ("xhttp_prom", target.xhttp_prom_url),
+                ("rtpengine_metrics", target.rtpengine_metrics_url),
+            )
+            if url
+        }
         request = ProbeRequest(
-            target=target.name, module=resolved.module.name, address=target.address,
+            target=target.name,
+            module=resolved.module.name,
+            address=target.address,
             collectors=expand_collectors(resolved.module.collectors),
-            options=resolved.module.options, timeout=timeout, http_sources=sources)
+            options=resolved.module.options,
+            timeout=timeout,
+            http_sources=sources,
+        )
         return await self.prober.probe(request, started=started)
 
 

@@ -53,8 +53,9 @@ def _single(request: web.Request, name: str, required: bool) -> str | None:
 
 
 def _text(status: int, message: str, **headers: str) -> web.Response:
-    return web.Response(status=status, text=message.rstrip("\n") + "\n",
-                        content_type="text/plain", headers=headers)
+    return web.Response(
+        status=status, text=message.rstrip("\n") + "\n", content_type="text/plain", headers=headers
+    )
 
 
 def _body(request: web.Request, payload: bytes, content_type: str) -> web.Response:
@@ -85,8 +86,11 @@ async def handle_probe(request: web.Request) -> web.StreamResponse:
         return _text(400, str(exc))
     if exporter.in_flight >= exporter.settings.max_concurrent:
         metrics.rejected.labels("overload").inc()
-        return _text(503, f"more than {exporter.settings.max_concurrent} probes in flight",
-                     **{"Retry-After": "1"})
+        return _text(
+            503,
+            f"more than {exporter.settings.max_concurrent} probes in flight",
+            **{"Retry-After": "1"},
+        )
 
     exporter.in_flight += 1
     metrics.in_flight.inc()
@@ -97,8 +101,15 @@ async def handle_probe(request: web.Request) -> web.StreamResponse:
         metrics.in_flight.dec()
 
 
-async def _probe(request: web.Request, exporter: Exporter, config: Config, target: str,
-                 module: str | None, debug: bool, started: float) -> web.StreamResponse:
+async def _probe(
+    request: web.Request,
+    exporter: Exporter,
+    config: Config,
+    target: str,
+    module: str | None,
+    debug: bool,
+    started: float,
+) -> web.StreamResponse:
     metrics = exporter.metrics
     header = request.headers.get("X-Prometheus-Scrape-Timeout-Seconds")
     try:
@@ -116,37 +127,68 @@ async def _probe(request: web.Request, exporter: Exporter, config: Config, targe
     except TargetResolveError as exc:
         reason = str(exc)
         module_name = module or "default"
-        log.error("probe failed at stage resolve: %s", reason,
-                  extra={"target": target, "probe_module": module_name})
-        result = failed_before_rpc(target, module_name, "resolve", reason,
-                                   time.monotonic() - started, timeout)
-        return _respond(request, exporter, target, module_name, result, debug,
-                        lambda: f"target: {target}\nmodule: {module_name}\n")
+        log.error(
+            "probe failed at stage resolve: %s",
+            reason,
+            extra={"target": target, "probe_module": module_name},
+        )
+        result = failed_before_rpc(
+            target, module_name, "resolve", reason, time.monotonic() - started, timeout
+        )
+        return _respond(
+            request,
+            exporter,
+            target,
+            module_name,
+            result,
+            debug,
+            lambda: f"target: {target}\nmodule: {module_name}\n",
+        )
 
     result = await exporter.run_probe(resolved, timeout, started)
-    return _respond(request, exporter, resolved.target.name, resolved.module.name, result,
-                    debug, functools.partial(settings_text, resolved, timeout, source))
+    return _respond(
+        request,
+        exporter,
+        resolved.target.name,
+        resolved.module.name,
+        result,
+        debug,
+        functools.partial(settings_text, resolved, timeout, source),
+    )
 
 
-def _respond(request: web.Request, exporter: Exporter, target: str, module: str,
-             result: ProbeResult, debug: bool, settings: Callable[[], str]) -> web.StreamResponse:
+def _respond(
+    request: web.Request,
+    exporter: Exporter,
+    target: str,
+    module: str,
+    result: ProbeResult,
+    debug: bool,
+    settings: Callable[[], str],
+) -> web.StreamResponse:
     exporter.metrics.observe_probe(module, result.success, result.duration)
-    renderer, content_type = ((render_text, "") if debug
-                              else negotiate(request.headers.get("Accept")))
+    renderer, content_type = (
+        (render_text, "") if debug else negotiate(request.headers.get("Accept"))
+    )
     payload = renderer(result.families)
     # The history keeps the rendered body, not the families: one object instead of a probe's
     # thousands, freed now while they are still in the CPU's caches.
-    exporter.history.add(target, module, result.success, result.stage, result.duration,
-                         result.log, payload, settings)
+    exporter.history.add(
+        target, module, result.success, result.stage, result.duration, result.log, payload, settings
+    )
     if debug:
         return _text(200, _debug_text(result.log.lines, payload, settings()))
     return _body(request, payload, content_type)
 
 
 def _debug_text(log_lines: list[str], exposition: bytes, settings_text: str) -> str:
-    return ("Logs for the probe:\n" + "\n".join(log_lines) + "\n\n\n\n"
-            "Metrics that would have been returned:\n" + exposition.decode()
-            + "\n\n\nModule configuration:\n" + settings_text)
+    return (
+        "Logs for the probe:\n" + "\n".join(log_lines) + "\n\n\n\n"
+        "Metrics that would have been returned:\n"
+        + exposition.decode()
+        + "\n\n\nModule configuration:\n"
+        + settings_text
+    )
 
 
 async def handle_metrics(request: web.Request) -> web.StreamResponse:
@@ -181,8 +223,10 @@ async def handle_sd(request: web.Request) -> web.StreamResponse:
     assert config is not None
     groups = []
     for target in config.targets.values():
-        labels = {"__meta_kamailio_target_name": target.name,
-                  "__meta_kamailio_target_address": str(target.address)}
+        labels = {
+            "__meta_kamailio_target_name": target.name,
+            "__meta_kamailio_target_address": str(target.address),
+        }
         if target.module:
             # The meta label for relabeling rules (as in deploy/prometheus/), the parameter so
             # that a job without such a rule still probes with the target's module.
@@ -221,15 +265,22 @@ async def handle_config(request: web.Request) -> web.StreamResponse:
     view: dict[str, Any] = {
         "sha256": config.sha256,
         "pool": dataclasses.asdict(config.pool),
-        "modules": {name: {"collectors": list(m.collectors), "timeout": m.timeout}
-                    for name, m in config.modules.items()},
-        "targets": {name: {
-            "address": str(t.address), "module": t.module, "timeout": t.timeout,
-            "labels": dict(t.labels),
-            "xhttp_prom_url": t.xhttp_prom_url and redact_url(t.xhttp_prom_url),
-            "rtpengine_metrics_url": t.rtpengine_metrics_url
-            and redact_url(t.rtpengine_metrics_url),
-        } for name, t in config.targets.items()},
+        "modules": {
+            name: {"collectors": list(m.collectors), "timeout": m.timeout}
+            for name, m in config.modules.items()
+        },
+        "targets": {
+            name: {
+                "address": str(t.address),
+                "module": t.module,
+                "timeout": t.timeout,
+                "labels": dict(t.labels),
+                "xhttp_prom_url": t.xhttp_prom_url and redact_url(t.xhttp_prom_url),
+                "rtpengine_metrics_url": t.rtpengine_metrics_url
+                and redact_url(t.rtpengine_metrics_url),
+            }
+            for name, t in config.targets.items()
+        },
         "allow": [str(rule) for rule in config.allow],
     }
     return _text(200, json.dumps(view, indent=2, default=str))
@@ -270,12 +321,14 @@ async def handle_landing(request: web.Request) -> web.StreamResponse:
     e = html.escape
     probes = []
     for record in exporter.history:
-        result = ("Success" if record.success
-                  else f"<strong>Failure</strong> ({e(record.stage or '')})")
+        result = (
+            "Success" if record.success else f"<strong>Failure</strong> ({e(record.stage or '')})"
+        )
         probes.append(
             f"<tr><td>{e(record.module)}</td><td>{e(record.target)}</td><td>{result}</td>"
             f"<td>{record.duration * 1000:.1f} ms</td>"
-            f'<td><a href="logs?id={record.id}">Debug</a></td></tr>')
+            f'<td><a href="logs?id={record.id}">Debug</a></td></tr>'
+        )
     targets = []
     if config is not None:
         for t in config.targets.values():
@@ -284,17 +337,21 @@ async def handle_landing(request: web.Request) -> web.StreamResponse:
                 f"<tr><td>{e(t.name)}</td><td>{e(str(t.address))}</td>"
                 f"<td>{e(t.module or 'default')}</td>"
                 f'<td><a href="probe?target={quoted}">Probe</a> '
-                f'<a href="probe?target={quoted}&amp;debug=true">Debug</a></td></tr>')
+                f'<a href="probe?target={quoted}&amp;debug=true">Debug</a></td></tr>'
+            )
     page = LANDING_PAGE.format(
-        version=e(__version__), stages=e(", ".join(STAGES)),
+        version=e(__version__),
+        stages=e(", ".join(STAGES)),
         modules=", ".join(e(m) for m in config.modules) if config else "",
-        targets="\n".join(targets), probes="\n".join(probes))
+        targets="\n".join(targets),
+        probes="\n".join(probes),
+    )
     return web.Response(text=page, content_type="text/html")
 
 
-def create_app(exporter: Exporter,
-               middlewares: tuple[Callable[..., Awaitable[web.StreamResponse]], ...] = ()
-               ) -> web.Application:
+def create_app(
+    exporter: Exporter, middlewares: tuple[Callable[..., Awaitable[web.StreamResponse]], ...] = ()
+) -> web.Application:
     app = web.Application(middlewares=middlewares, client_max_size=64 * 1024)
     app[EXPORTER_KEY] = exporter
     app.router.add_get("/", handle_landing)

@@ -231,8 +231,12 @@ class WebConfig:
         except yaml.YAMLError:
             raise WebConfigError("not valid YAML") from None
         top = _mapping(document, "")
-        _check_keys(top, ("tls_server_config", "http_server_config", "basic_auth_users"), "",
-                    {"rate_limit": "not implemented by this exporter"})
+        _check_keys(
+            top,
+            ("tls_server_config", "http_server_config", "basic_auth_users"),
+            "",
+            {"rate_limit": "not implemented by this exporter"},
+        )
         http = _mapping(top.get("http_server_config"), "http_server_config")
         _check_keys(http, ("http2", "headers"), "http_server_config")
         return cls(
@@ -262,8 +266,9 @@ class WebConfigHolder:
     `check_interval` seconds.
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None, *,
-                 check_interval: float = DEFAULT_CHECK_INTERVAL) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str] | None, *, check_interval: float = DEFAULT_CHECK_INTERVAL
+    ) -> None:
         self.path = None if path is None else Path(path)
         self.check_interval = check_interval
         self.last_error: str | None = None
@@ -307,8 +312,9 @@ class WebConfigHolder:
             self.last_error = str(exc)
             return False
         self._config, self._signature, self.last_error = config, signature, None
-        self._verified = {user: entry for user, entry in self._verified.items()
-                          if user in config.basic_auth_users}
+        self._verified = {
+            user: entry for user, entry in self._verified.items() if user in config.basic_auth_users
+        }
         if context is not None:
             self._tls_context = context
             if self._server_context is not None and config.tls is not None:
@@ -339,8 +345,11 @@ class WebConfigHolder:
         mac = hmac.new(self._mac_key, password, hashlib.sha256).digest()
         if stored is not None:
             cached = self._verified.get(user)
-            if (cached is not None and hmac.compare_digest(cached[0], stored)
-                    and hmac.compare_digest(cached[1], mac)):
+            if (
+                cached is not None
+                and hmac.compare_digest(cached[0], stored)
+                and hmac.compare_digest(cached[1], mac)
+            ):
                 return True
         if self._bcrypt_waiting >= _MAX_BCRYPT_WAITING:
             # A flood of unknown credentials is refused at once rather than queued.
@@ -349,8 +358,8 @@ class WebConfigHolder:
         try:
             async with self._bcrypt_lock:
                 matches = await asyncio.get_running_loop().run_in_executor(
-                    None, bcrypt.checkpw, password[:_BCRYPT_MAX_PASSWORD],
-                    stored or _DUMMY_HASH)
+                    None, bcrypt.checkpw, password[:_BCRYPT_MAX_PASSWORD], stored or _DUMMY_HASH
+                )
         finally:
             self._bcrypt_waiting -= 1
         if matches and stored is not None:
@@ -358,8 +367,9 @@ class WebConfigHolder:
             return True
         return False
 
-    def _on_client_hello(self, ssl_object: ssl.SSLObject, server_name: str | None,
-                         context: ssl.SSLContext) -> None:
+    def _on_client_hello(
+        self, ssl_object: ssl.SSLObject, server_name: str | None, context: ssl.SSLContext
+    ) -> None:
         self.maybe_reload()
         if self._tls_context is not None and self._tls_context is not context:
             ssl_object.context = self._tls_context
@@ -381,8 +391,9 @@ class WebConfigHolder:
         return (_stat(self.path), *(_stat(name) for name in files))
 
 
-def web_middleware(holder: WebConfigHolder,
-                   auth_exempt: Collection[str] = DEFAULT_AUTH_EXEMPT) -> Middleware:
+def web_middleware(
+    holder: WebConfigHolder, auth_exempt: Collection[str] = DEFAULT_AUTH_EXEMPT
+) -> Middleware:
     """An aiohttp middleware applying the web config: basic auth and response headers.
 
     `auth_exempt` holds paths as registered on the router (matched against the resource the
@@ -393,15 +404,15 @@ def web_middleware(holder: WebConfigHolder,
     exempt = frozenset(auth_exempt)
 
     @web.middleware
-    async def web_config_middleware(request: web.Request,
-                                    handler: Handler) -> web.StreamResponse:
+    async def web_config_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         holder.maybe_reload()
         config = holder.config
         if config.basic_auth_users and not _is_exempt(request, exempt):
             authorization = request.headers.get(hdrs.AUTHORIZATION)
             if not await holder.check_basic_auth(authorization):
-                denied = web.Response(status=401, text="Unauthorized\n",
-                                      headers={hdrs.WWW_AUTHENTICATE: "Basic"})
+                denied = web.Response(
+                    status=401, text="Unauthorized\n", headers={hdrs.WWW_AUTHENTICATE: "Basic"}
+                )
                 _add_headers(denied, config.headers)
                 return denied
         try:
@@ -468,7 +479,8 @@ class _StrictLoader(yaml.SafeLoader):
                 continue  # unhashable: SafeLoader reports it
             if duplicate:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} given twice", key_node.start_mark)
+                    None, None, f"key {key!r} given twice", key_node.start_mark
+                )
             seen.add(key)
         return super().construct_mapping(node, deep)
 
@@ -476,8 +488,14 @@ class _StrictLoader(yaml.SafeLoader):
 def _kind(value: object) -> str:
     if value is None:
         return "nothing"
-    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-             list: "a list", dict: "a mapping"}
+    names = {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "a mapping",
+    }
     return names.get(type(value), type(value).__name__)
 
 
@@ -493,12 +511,17 @@ def _mapping(value: object, where: str) -> dict[str, Any]:
     for key in value:
         if not isinstance(key, str):
             raise WebConfigError(
-                f"{where or 'the file'}: keys must be strings, got {_kind(key)} (quote it)")
+                f"{where or 'the file'}: keys must be strings, got {_kind(key)} (quote it)"
+            )
     return value
 
 
-def _check_keys(table: Mapping[str, Any], known: Collection[str], where: str,
-                unsupported: Mapping[str, str] | None = None) -> None:
+def _check_keys(
+    table: Mapping[str, Any],
+    known: Collection[str],
+    where: str,
+    unsupported: Mapping[str, str] | None = None,
+) -> None:
     for key in table:
         if unsupported and key in unsupported:
             raise WebConfigError(f"{_key(where, key)}: not supported ({unsupported[key]})")
@@ -530,9 +553,22 @@ def _parse_tls(value: object, base_dir: Path) -> TLSSettings | None:
     table = _mapping(value, where)
     if not table:
         return None
-    _check_keys(table, ("cert_file", "key_file", "client_auth_type", "client_ca_file",
-                        "client_ca", "min_version", "max_version", "cipher_suites",
-                        "prefer_server_cipher_suites"), where, _UNSUPPORTED_TLS_KEYS)
+    _check_keys(
+        table,
+        (
+            "cert_file",
+            "key_file",
+            "client_auth_type",
+            "client_ca_file",
+            "client_ca",
+            "min_version",
+            "max_version",
+            "cipher_suites",
+            "prefer_server_cipher_suites",
+        ),
+        where,
+        _UNSUPPORTED_TLS_KEYS,
+    )
     for required in ("cert_file", "key_file"):
         if required not in table:
             raise WebConfigError(f"{where}.{required}: missing")
@@ -541,7 +577,8 @@ def _parse_tls(value: object, base_dir: Path) -> TLSSettings | None:
         raise WebConfigError(
             f"{where}.client_auth_type: {auth_type} is not supported: Python's ssl module "
             "cannot accept a client certificate without verifying it; use "
-            "VerifyClientCertIfGiven or RequireAndVerifyClientCert with client_ca_file")
+            "VerifyClientCertIfGiven or RequireAndVerifyClientCert with client_ca_file"
+        )
     auth_type = _choice(auth_type, f"{where}.client_auth_type", _CLIENT_AUTH_TYPES)
     ca_file = table.get("client_ca_file")
     ca_text = table.get("client_ca")
@@ -550,30 +587,34 @@ def _parse_tls(value: object, base_dir: Path) -> TLSSettings | None:
     has_ca = ca_file is not None or ca_text is not None
     if has_ca and auth_type == "NoClientCert":
         raise WebConfigError(
-            f"{where}: client CAs are configured but client_auth_type is NoClientCert")
+            f"{where}: client CAs are configured but client_auth_type is NoClientCert"
+        )
     if not has_ca and auth_type != "NoClientCert":
         raise WebConfigError(f"{where}: client_auth_type {auth_type} needs client_ca_file")
     min_version = _TLS_VERSIONS[
-        _choice(table.get("min_version", "TLS12"), f"{where}.min_version", _TLS_VERSIONS)]
+        _choice(table.get("min_version", "TLS12"), f"{where}.min_version", _TLS_VERSIONS)
+    ]
     max_version = None
     if "max_version" in table:
         max_version = _TLS_VERSIONS[
-            _choice(table["max_version"], f"{where}.max_version", _TLS_VERSIONS)]
+            _choice(table["max_version"], f"{where}.max_version", _TLS_VERSIONS)
+        ]
         if max_version < min_version:
             raise WebConfigError(f"{where}: max_version is lower than min_version")
     return TLSSettings(
         cert_file=str(base_dir / _string(table["cert_file"], f"{where}.cert_file")),
         key_file=str(base_dir / _string(table["key_file"], f"{where}.key_file")),
         client_auth_type=auth_type,
-        client_ca_file=(None if ca_file is None
-                        else str(base_dir / _string(ca_file, f"{where}.client_ca_file"))),
+        client_ca_file=(
+            None if ca_file is None else str(base_dir / _string(ca_file, f"{where}.client_ca_file"))
+        ),
         client_ca=None if ca_text is None else _string(ca_text, f"{where}.client_ca"),
         min_version=min_version,
         max_version=max_version,
-        cipher_suites=_parse_cipher_suites(table.get("cipher_suites"),
-                                           f"{where}.cipher_suites"),
-        prefer_server_cipher_suites=_bool(table.get("prefer_server_cipher_suites", True),
-                                          f"{where}.prefer_server_cipher_suites"),
+        cipher_suites=_parse_cipher_suites(table.get("cipher_suites"), f"{where}.cipher_suites"),
+        prefer_server_cipher_suites=_bool(
+            table.get("prefer_server_cipher_suites", True), f"{where}.prefer_server_cipher_suites"
+        ),
     )
 
 
@@ -598,15 +639,17 @@ def _parse_headers(value: object) -> dict[str, str]:
         allowed_names = {known.lower(): known for known in _HEADERS}
         canonical = allowed_names.get(name.lower())
         if canonical is None:
-            raise WebConfigError(f"{where}.{name}: this header cannot be configured "
-                                 f"(allowed: {', '.join(_HEADERS)})")
+            raise WebConfigError(
+                f"{where}.{name}: this header cannot be configured (allowed: {', '.join(_HEADERS)})"
+            )
         text = _string(header_value, f"{where}.{name}")
         if any(ch in text for ch in "\r\n\0"):
             raise WebConfigError(f"{where}.{name}: control characters in the value")
         allowed_values = _HEADERS[canonical]
         if allowed_values is not None and text not in allowed_values:
             raise WebConfigError(
-                f"{where}.{name}: {text!r} is not one of {', '.join(sorted(allowed_values))}")
+                f"{where}.{name}: {text!r} is not one of {', '.join(sorted(allowed_values))}"
+            )
         headers[canonical] = text
     return headers
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Writes METRICS.md from the families the probe and the collectors declare.
 
-    .venv/bin/python scripts/gen_metrics_md.py           # rewrite METRICS.md
-    .venv/bin/python scripts/gen_metrics_md.py --check   # exit 1 when METRICS.md is out of date
+.venv/bin/python scripts/gen_metrics_md.py           # rewrite METRICS.md
+.venv/bin/python scripts/gen_metrics_md.py --check   # exit 1 when METRICS.md is out of date
 """
 
 from __future__ import annotations
@@ -78,8 +78,7 @@ texts, label names and label values (the table below), with these changes:
 
 
 def _cell(text: str) -> str:
-    return (text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
-            .replace("\n", " "))
+    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
 
 
 def _labels(labels: Sequence[str]) -> str:
@@ -103,8 +102,14 @@ def _docstring(collector: Collector) -> str:
 
 def _probe_section() -> list[str]:
     infos = list(PROBE_FAMILIES)
-    return ["## Probe", "", "Families of every probe, whatever its collectors.", "",
-            *_table(infos), ""]
+    return [
+        "## Probe",
+        "",
+        "Families of every probe, whatever its collectors.",
+        "",
+        *_table(infos),
+        "",
+    ]
 
 
 def _self_section() -> list[str]:
@@ -118,16 +123,21 @@ def _self_section() -> list[str]:
             labels.update(dict.fromkeys(sample.labels))
         labels.pop(SUFFIXED_TYPES.get(metric.type, ""), None)
         name = metric.name + "_total" if metric.type == "counter" else metric.name
-        infos.append(FamilyInfo(name, metric.type, metric.documentation, tuple(labels),
-                                "/metrics"))
-    return ["## The exporter itself", "",
-            "Served on `/metrics`: the exporter's health, never a target's.", "",
-            *_table(infos), ""]
+        infos.append(FamilyInfo(name, metric.type, metric.documentation, tuple(labels), "/metrics"))
+    return [
+        "## The exporter itself",
+        "",
+        "Served on `/metrics`: the exporter's health, never a target's.",
+        "",
+        *_table(infos),
+        "",
+    ]
 
 
 def _stats_rules() -> list[str]:
     lines = [
-        "#### Statistics: how a name and a type are chosen", "",
+        "#### Statistics: how a name and a type are chosen",
+        "",
         "A statistic in no family of the table is exported as "
         "`kamailio_stats_<group>_<name>`, lower-cased, with every character other than "
         "`a-z`, `0-9` and `_` replaced by `_`, and `_total` added to counters. It is a gauge "
@@ -137,27 +147,35 @@ def _stats_rules() -> list[str]:
         "rule. Scripted statistics are placed last: a name already taken (by any collector's "
         "family, by the probe's `kamailio_up`, `kamailio_probe_*` or `kamailio_exporter_*`, or "
         "by an earlier statistic, in either exposition format) drops the statistic, counted in "
-        "`kamailio_exporter_stats_dropped{reason=\"duplicate\"}`.", "",
-        "| Group | Known gauges |", "|---|---|",
+        '`kamailio_exporter_stats_dropped{reason="duplicate"}`.',
+        "",
+        "| Group | Known gauges |",
+        "|---|---|",
     ]
     for group, names in sorted(stats.KNOWN_GAUGES.items()):
         lines.append(f"| {group} | {', '.join(f'`{n}`' for n in sorted(names))} |")
     lines += [
-        "", "When `stats.fetch all` answers FAULT 500 (its reply overflowed Kamailio's 8 KB "
+        "",
+        "When `stats.fetch all` answers FAULT 500 (its reply overflowed Kamailio's 8 KB "
         "struct buffer), the statistics are fetched again with one `stats.fetch <group>:` per "
         "group: " + ", ".join(f"`{g}`" for g in stats.KNOWN_GROUPS) + ", and those of the "
-        "module option `stats_groups`.", "",
+        "module option `stats_groups`.",
+        "",
     ]
     return lines
 
 
 def _collector_section(collector: Collector) -> list[str]:
     lines = [
-        f"### {collector.name}", "",
+        f"### {collector.name}",
+        "",
         f"RPCs: {', '.join(f'`{m}`' for m in sorted(collector.methods))}. "
-        f"Module: `{collector.collect.__module__}`.", "",
-        _docstring(collector), "",
-        *_table(collector.families), "",
+        f"Module: `{collector.collect.__module__}`.",
+        "",
+        _docstring(collector),
+        "",
+        *_table(collector.families),
+        "",
     ]
     if collector.name == "stats":
         lines += _stats_rules()
@@ -169,8 +187,9 @@ def _seed_table() -> list[str]:
     for collector in COLLECTORS.values():
         for info in collector.families:
             if info.note.startswith("seed"):
-                lines.append(f"| `{info.name}` | {info.type} | {collector.name} | "
-                             f"{_cell(info.note)} |")
+                lines.append(
+                    f"| `{info.name}` | {info.type} | {collector.name} | {_cell(info.note)} |"
+                )
     return lines
 
 
@@ -178,15 +197,26 @@ def render() -> str:
     lines = [INTRO, *_probe_section(), "## Collectors", ""]
     for collector in COLLECTORS.values():
         lines += _collector_section(collector)
-    lines += ["## Merged expositions", "", inspect.cleandoc(merge.__doc__ or ""), "",
-              *_self_section(), SEED_DIFFERENCES, *_seed_table(), ""]
+    lines += [
+        "## Merged expositions",
+        "",
+        inspect.cleandoc(merge.__doc__ or ""),
+        "",
+        *_self_section(),
+        SEED_DIFFERENCES,
+        *_seed_table(),
+        "",
+    ]
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true",
-                        help="exit 1 when METRICS.md differs from what would be written")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 when METRICS.md differs from what would be written",
+    )
     args = parser.parse_args(argv)
     text = render()
     if args.check:

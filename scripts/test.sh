@@ -8,6 +8,7 @@ if [ ! -e /usr/lib/x86_64-linux-gnu/kamailio/modules/tls.so ] && [ ! -e /usr/lib
     apt_packages kamailio-tls-modules
 fi
 scripts/fetch-tools.sh || echo "fetch-tools.sh failed: tests needing helm skip (fail under CI=true)" >&2
-.venv/bin/ruff check probe_exporter tests bench
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
 .venv/bin/mypy
 exec .venv/bin/pytest "$@"

@@ -93,15 +93,26 @@ def _same_values(a: Value, b: Value) -> bool:
     """Equal, types included; floats within one unit of the fixed point (the encoder truncates
     v*1000 toward zero as Kamailio does, so 16724.53 comes back as 16724.529)."""
     if isinstance(a, float) or isinstance(b, float):
-        return (isinstance(a, float) and isinstance(b, float)
-                and math.isclose(a, b, rel_tol=1e-12, abs_tol=1.001e-3))
+        return (
+            isinstance(a, float)
+            and isinstance(b, float)
+            and math.isclose(a, b, rel_tol=1e-12, abs_tol=1.001e-3)
+        )
     if isinstance(a, Struct):
-        return (isinstance(b, Struct) and len(a) == len(b)
-                and all(na == nb and _same_values(va, vb)
-                        for (na, va), (nb, vb) in zip(a.members, b.members, strict=True)))
+        return (
+            isinstance(b, Struct)
+            and len(a) == len(b)
+            and all(
+                na == nb and _same_values(va, vb)
+                for (na, va), (nb, vb) in zip(a.members, b.members, strict=True)
+            )
+        )
     if isinstance(a, list):
-        return (isinstance(b, list) and len(a) == len(b)
-                and all(_same_values(x, y) for x, y in zip(a, b, strict=True)))
+        return (
+            isinstance(b, list)
+            and len(a) == len(b)
+            and all(_same_values(x, y) for x, y in zip(a, b, strict=True))
+        )
     return type(a) is type(b) and a == b
 
 
@@ -134,9 +145,11 @@ def _check_values(values: list[Value]) -> None:
     expect(reader.buffered == 0, "an encoded reply is more than one packet")
     assert reencoded is not None
     again = reencoded.values()
-    expect(len(again) == len(values)
-           and all(_same_values(a, b) for a, b in zip(values, again, strict=True)),
-           "decode(encode(decode(x))) differs from decode(x)")
+    expect(
+        len(again) == len(values)
+        and all(_same_values(a, b) for a, b in zip(values, again, strict=True)),
+        "decode(encode(decode(x))) differs from decode(x)",
+    )
 
 
 def check_decoder(data: bytes) -> None:
@@ -149,9 +162,10 @@ def check_decoder(data: bytes) -> None:
     limit = SMALL_PACKET_LIMIT if cuts[0] & 1 else 1 << 20
     whole, whole_error = _read(PacketReader(limit), [stream])
     pieces, pieces_error = _read(PacketReader(limit), _split(stream, cuts[1:]))
-    expect([(p.type, p.cookie, p.body) for p in whole]
-           == [(p.type, p.cookie, p.body) for p in pieces],
-           "packets depend on how the bytes arrive")
+    expect(
+        [(p.type, p.cookie, p.body) for p in whole] == [(p.type, p.cookie, p.body) for p in pieces],
+        "packets depend on how the bytes arrive",
+    )
     expect(whole_error == pieces_error, "errors depend on how the bytes arrive")
     for packet in whole:
         expect(len(packet.body) <= limit, "a packet larger than the reader's limit")
@@ -165,8 +179,10 @@ def check_body(body: bytes, packet: Packet | None = None) -> None:
     try:
         values = decode_values(body)
     except ProtocolError as exc:
-        expect(exc.offset is None or 0 <= exc.offset <= len(body),
-               f"error offset {exc.offset} outside a body of {len(body)} bytes")
+        expect(
+            exc.offset is None or 0 <= exc.offset <= len(body),
+            f"error offset {exc.offset} outside a body of {len(body)} bytes",
+        )
         values = None
     if values is not None:
         _check_values(values)
@@ -175,15 +191,18 @@ def check_body(body: bytes, packet: Packet | None = None) -> None:
     try:
         result = packet.result()
     except Fault as fault:
-        expect(isinstance(fault.code, int) and isinstance(fault.message, str),
-               "a Fault without an int code and a str message")
+        expect(
+            isinstance(fault.code, int) and isinstance(fault.message, str),
+            "a Fault without an int code and a str message",
+        )
         expect(values is not None, "a Fault from a body that does not decode")
     except ProtocolError:
         return
     else:
         expect(packet.type == PacketType.REPLY, f"result() of a {packet.type.name} packet")
-        expect(values is not None and _same_values(result, values),
-               "result() differs from values()")
+        expect(
+            values is not None and _same_values(result, values), "result() differs from values()"
+        )
 
 
 # -- the address parser ------------------------------------------------------------------------
@@ -207,22 +226,30 @@ def check_address(data: bytes) -> None:
 def check_address_shape(address: Address) -> None:
     if address.transport in ("tcp", "udp"):
         host = address.host
-        expect(host and address.port is not None and address.path is None,
-               f"{address!r}: a tcp/udp address without host and port")
+        expect(
+            host and address.port is not None and address.path is None,
+            f"{address!r}: a tcp/udp address without host and port",
+        )
         assert host is not None
         assert address.port is not None
         expect(1 <= address.port <= 65535, f"{address!r}: port out of range")
-        expect(host.isascii() and not any(ch.isspace() or ch in "/[]" for ch in host),
-               f"{address!r}: a host with whitespace, '/' or brackets")
+        expect(
+            host.isascii() and not any(ch.isspace() or ch in "/[]" for ch in host),
+            f"{address!r}: a host with whitespace, '/' or brackets",
+        )
         # '%' only before the zone of a link-local IPv6 literal (fe80::1%eth0)
-        expect("%" not in host or ipaddress.IPv6Address(host).scope_id,
-               f"{address!r}: '%' in a host that is not a scoped IPv6 literal")
+        expect(
+            "%" not in host or ipaddress.IPv6Address(host).scope_id,
+            f"{address!r}: '%' in a host that is not a scoped IPv6 literal",
+        )
     else:
         path = address.path
         expect(path is not None and path.startswith("/"), f"{address!r}: not an absolute path")
         assert path is not None
-        expect(len(path.encode("utf-8", "surrogateescape")) <= MAX_UNIX_PATH_BYTES,
-               f"{address!r}: a path longer than sun_path")
+        expect(
+            len(path.encode("utf-8", "surrogateescape")) <= MAX_UNIX_PATH_BYTES,
+            f"{address!r}: a path longer than sun_path",
+        )
         expect("\x00" not in path, f"{address!r}: NUL in a path")
 
 
@@ -256,8 +283,16 @@ address = "unix:/run/kamailio/*"
 address = "unixd:/run/kamailio/*.sock"
 """
 
-_DNS_ANSWERS = ("10.20.1.1", "203.0.113.5", "::ffff:10.20.0.9", "::ffff:203.0.113.7",
-                "fd00::7", "fe80::1", "127.0.0.1", "10.30.0.3")
+_DNS_ANSWERS = (
+    "10.20.1.1",
+    "203.0.113.5",
+    "::ffff:10.20.0.9",
+    "::ffff:203.0.113.7",
+    "fd00::7",
+    "fe80::1",
+    "127.0.0.1",
+    "10.30.0.3",
+)
 
 
 def fake_dns(host: str) -> list[str]:
@@ -274,8 +309,12 @@ async def _fake_lookup(host: str, port: int | None, type: int) -> list[tuple[Any
     answers = fake_dns(host)
     if not answers:
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-    return [(socket.AF_INET6, type, 6, "", (ip, port, 0, 0)) if ":" in ip
-            else (socket.AF_INET, type, 6, "", (ip, port)) for ip in answers]
+    return [
+        (socket.AF_INET6, type, 6, "", (ip, port, 0, 0))
+        if ":" in ip
+        else (socket.AF_INET, type, 6, "", (ip, port))
+        for ip in answers
+    ]
 
 
 def _as_ipv4_when_mapped(text: str) -> str:
@@ -306,13 +345,16 @@ class TargetChecker:
         module = module_text if separator else None
         try:
             resolved = self.loop.run_until_complete(
-                resolve_target(self.config, text, module, resolve_timeout=1.0))
+                resolve_target(self.config, text, module, resolve_timeout=1.0)
+            )
         except (TargetRejected, TargetResolveError) as exc:
             expect("\n" not in str(exc), "a rejection message spans lines")
             return
         except UnknownModule:
-            expect(module is not None and module not in self.config.modules,
-                   "UnknownModule for a defined module")
+            expect(
+                module is not None and module not in self.config.modules,
+                "UnknownModule for a defined module",
+            )
             return
         rule = resolved.rule
         if rule is None:
@@ -320,32 +362,42 @@ class TargetChecker:
             return
         address = resolved.target.address
         check_address_shape(address)
-        expect(rule.transport == address.transport and
-               (rule.port is None or rule.port == address.port),
-               f"{text!r} -> {address}: transport or port outside rule {rule}")
+        expect(
+            rule.transport == address.transport
+            and (rule.port is None or rule.port == address.port),
+            f"{text!r} -> {address}: transport or port outside rule {rule}",
+        )
         if address.path is not None:
             segments = address.path.split("/")[1:]
-            expect(all(s not in ("", ".", "..") for s in segments) and
-                   rule.matches_path(address.path),
-                   f"{text!r} -> {address}: a path that rule {rule} does not admit")
+            expect(
+                all(s not in ("", ".", "..") for s in segments) and rule.matches_path(address.path),
+                f"{text!r} -> {address}: a path that rule {rule} does not admit",
+            )
             return
         assert address.host is not None
         try:
             ip = ipaddress.ip_address(address.host)
         except ValueError:
-            raise OracleFailure(f"{text!r} -> {address}: connects to a name, not the "
-                                "address that was checked") from None
-        expect(not (isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped),
-               f"{text!r} -> {address}: an IPv4-mapped address left as IPv6")
+            raise OracleFailure(
+                f"{text!r} -> {address}: connects to a name, not the address that was checked"
+            ) from None
+        expect(
+            not (isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped),
+            f"{text!r} -> {address}: an IPv4-mapped address left as IPv6",
+        )
         if rule.network is not None:
             expect(ip in rule.network, f"{text!r} -> {address}: outside rule {rule}")
             return
         requested = parse_address(text)
-        expect(requested.host is not None and rule.matches_name(requested.host),
-               f"{text!r}: host rule {rule} does not match the requested name")
+        expect(
+            requested.host is not None and rule.matches_name(requested.host),
+            f"{text!r}: host rule {rule} does not match the requested name",
+        )
         assert requested.host is not None
-        expect(address.host in {_as_ipv4_when_mapped(a) for a in fake_dns(requested.host)},
-               f"{text!r} -> {address}: not an address the name resolved to")
+        expect(
+            address.host in {_as_ipv4_when_mapped(a) for a in fake_dns(requested.host)},
+            f"{text!r} -> {address}: not an address the name resolved to",
+        )
 
 
 _target_checker: TargetChecker | None = None
@@ -378,12 +430,16 @@ def check_config(data: bytes) -> None:
     for name, target in config.targets.items():
         expect(name == target.name, f"target {name!r} filed under another name")
         check_address_shape(target.address)
-        expect(target.module is None or target.module in config.modules,
-               f"target {name!r} names an undefined module")
+        expect(
+            target.module is None or target.module in config.modules,
+            f"target {name!r} names an undefined module",
+        )
     for rule in config.allow:
         kinds = (rule.network, rule.host_pattern, rule.path_pattern)
-        expect(sum(kind is not None for kind in kinds) == 1,
-               f"allow rule {rule} is not exactly one of network, host, path")
+        expect(
+            sum(kind is not None for kind in kinds) == 1,
+            f"allow rule {rule} is not exactly one of network, host, path",
+        )
     expect(parse_config(text).sha256 == config.sha256, "the same text hashes differently")
 
 

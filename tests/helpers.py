@@ -49,17 +49,40 @@ def make_certificate(directory: Path) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 and its key, valid for a day."""
     openssl = require_tool("openssl", OPENSSL_HINT)
     cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     return cert, key
 
 
 def curl(*args: str) -> tuple[int, str]:
     """curl's status code and body (code 0: no HTTP answer at all)."""
-    result = subprocess.run(["curl", "-s", "-o", "-", "-w", "\n%{http_code}", *args],
-                            capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        ["curl", "-s", "-o", "-", "-w", "\n%{http_code}", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     body, _, code = result.stdout.rpartition("\n")
     return int(code or 0), body
 
@@ -69,8 +92,11 @@ def curl(*args: str) -> tuple[int, str]:
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Every sample of an exposition text, by name and sorted labels."""
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def value(text: str, name: str, **labels: str) -> float | None:
@@ -81,8 +107,9 @@ def value(text: str, name: str, **labels: str) -> float | None:
 # -- HTTP ----------------------------------------------------------------------------------------
 
 
-def http_get(url: str, *, timeout: float = 10.0, headers: dict[str, str] | None = None,
-             method: str = "GET") -> tuple[int, dict[str, str], str]:
+def http_get(
+    url: str, *, timeout: float = 10.0, headers: dict[str, str] | None = None, method: str = "GET"
+) -> tuple[int, dict[str, str], str]:
     """Status, headers and body of one request; HTTP errors are answers too."""
     request = urllib.request.Request(url, headers=headers or {}, method=method)
     try:
@@ -92,8 +119,9 @@ def http_get(url: str, *, timeout: float = 10.0, headers: dict[str, str] | None 
         return exc.code, dict(exc.headers), exc.read().decode()
 
 
-def wait_until(condition: Callable[[], object], timeout: float, what: str,
-               interval: float = 0.05) -> Any:
+def wait_until(
+    condition: Callable[[], object], timeout: float, what: str, interval: float = 0.05
+) -> Any:
     """Polls `condition` until it returns something true; fails after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -118,13 +146,23 @@ class _Process:
 
     name = "process"
 
-    def __init__(self, command: Sequence[str], log_path: Path, cwd: Path = ROOT,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        command: Sequence[str],
+        log_path: Path,
+        cwd: Path = ROOT,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.log_path = log_path
         with log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                list(command), cwd=cwd, stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+                list(command),
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
+            )
 
     @property
     def pid(self) -> int:
@@ -135,8 +173,9 @@ class _Process:
 
     def _check_running(self) -> None:
         if self.process.poll() is not None:
-            raise AssertionError(f"{self.name} exited with {self.process.returncode}:\n"
-                                 + self.log()[-3000:])
+            raise AssertionError(
+                f"{self.name} exited with {self.process.returncode}:\n" + self.log()[-3000:]
+            )
 
     def stop(self, grace: float = 15.0) -> int:
         if self.process.poll() is None:
@@ -154,15 +193,29 @@ class ExporterProcess(_Process):
 
     name = "exporter"
 
-    def __init__(self, config: Path, *args: str, scheme: str = "http",
-                 log_path: Path | None = None, ready_timeout: float = 20.0,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        config: Path,
+        *args: str,
+        scheme: str = "http",
+        log_path: Path | None = None,
+        ready_timeout: float = 20.0,
+        env: dict[str, str] | None = None,
+    ) -> None:
         (self.port,) = free_ports("tcp")
         self.url = f"{scheme}://127.0.0.1:{self.port}"
         super().__init__(
-            [*EXPORTER_COMMAND, "--config.file", str(config),
-             "--web.listen-address", f"127.0.0.1:{self.port}", *args],
-            log_path or config.with_name(f"exporter-{self.port}.log"), env=env)
+            [
+                *EXPORTER_COMMAND,
+                "--config.file",
+                str(config),
+                "--web.listen-address",
+                f"127.0.0.1:{self.port}",
+                *args,
+            ],
+            log_path or config.with_name(f"exporter-{self.port}.log"),
+            env=env,
+        )
 
         def listening() -> bool:
             self._check_running()
@@ -201,11 +254,17 @@ class PrometheusProcess(_Process):
         (self.port,) = free_ports("tcp")
         self.url = f"http://127.0.0.1:{self.port}"
         super().__init__(
-            [binary, f"--config.file={self.config_path}",
-             f"--storage.tsdb.path={workdir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}",
-             "--storage.tsdb.retention.time=1h", "--log.level=warn"],
-            workdir / "prometheus.log", cwd=workdir)
+            [
+                binary,
+                f"--config.file={self.config_path}",
+                f"--storage.tsdb.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--storage.tsdb.retention.time=1h",
+                "--log.level=warn",
+            ],
+            workdir / "prometheus.log",
+            cwd=workdir,
+        )
 
         def ready() -> bool:
             self._check_running()
@@ -223,16 +282,25 @@ class PrometheusProcess(_Process):
     def query(self, expr: str) -> dict[tuple[tuple[str, str], ...], float]:
         """An instant query: each series' labels (without __name__) -> value."""
         data = self.api("query", query=expr)
-        return {tuple(sorted((k, v) for k, v in r["metric"].items() if k != "__name__")):
-                float(r["value"][1]) for r in data["result"]}
+        return {
+            tuple(sorted((k, v) for k, v in r["metric"].items() if k != "__name__")): float(
+                r["value"][1]
+            )
+            for r in data["result"]
+        }
 
-    def query_range(self, expr: str, start: float, end: float,
-                    step: float = 1.0) -> dict[tuple[tuple[str, str], ...],
-                                               list[tuple[float, float]]]:
-        data = self.api("query_range", query=expr, start=f"{start:.3f}", end=f"{end:.3f}",
-                        step=f"{step:g}")
-        return {tuple(sorted((k, v) for k, v in r["metric"].items() if k != "__name__")):
-                [(float(t), float(v)) for t, v in r["values"]] for r in data["result"]}
+    def query_range(
+        self, expr: str, start: float, end: float, step: float = 1.0
+    ) -> dict[tuple[tuple[str, str], ...], list[tuple[float, float]]]:
+        data = self.api(
+            "query_range", query=expr, start=f"{start:.3f}", end=f"{end:.3f}", step=f"{step:g}"
+        )
+        return {
+            tuple(sorted((k, v) for k, v in r["metric"].items() if k != "__name__")): [
+                (float(t), float(v)) for t, v in r["values"]
+            ]
+            for r in data["result"]
+        }
 
     def targets(self) -> list[dict[str, Any]]:
         return list(self.api("targets", state="active")["activeTargets"])

@@ -109,8 +109,9 @@ class HostileServer:
         self.socket_dir = socket_dir
         self.listeners: list[Listener] = []
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="hostile-binrpc",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="hostile-binrpc", daemon=True
+        )
         self._thread.start()
 
     def _run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
@@ -152,8 +153,9 @@ class HostileServer:
         self.listeners.append(listener)
         return listener
 
-    async def _serve(self, listener: Listener, reader: asyncio.StreamReader,
-                     writer: asyncio.StreamWriter) -> None:
+    async def _serve(
+        self, listener: Listener, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         behaviour = listener.behaviour
         if behaviour in (Behaviour.RESET, Behaviour.EOF_AT_ONCE):
             if behaviour is Behaviour.RESET:
@@ -179,8 +181,13 @@ class HostileServer:
             await self._misbehave(behaviour, request, reader, writer)
             return
 
-    async def _misbehave(self, behaviour: Behaviour, request: Packet,
-                         reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _misbehave(
+        self,
+        behaviour: Behaviour,
+        request: Packet,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
         reply = _reply_for(request)
         if behaviour is Behaviour.SILENT:
             pass
@@ -194,8 +201,12 @@ class HostileServer:
         elif behaviour is Behaviour.HUGE_LENGTH:
             # magic, REPLY with a 4-byte length and a 4-byte cookie, then 2 GiB announced
             flags = (PacketType.REPLY << 4) | (3 << 2) | 3
-            writer.write(bytes((0xA1, flags)) + (2 << 30).to_bytes(4) +
-                         request.cookie.to_bytes(4) + b"\x00" * 4096)
+            writer.write(
+                bytes((0xA1, flags))
+                + (2 << 30).to_bytes(4)
+                + request.cookie.to_bytes(4)
+                + b"\x00" * 4096
+            )
         elif behaviour is Behaviour.WRONG_COOKIE:
             writer.write(encode_reply(["ok"], (request.cookie + 1) & 0xFFFFFFFF))
         elif behaviour is Behaviour.DRIBBLE:
@@ -208,19 +219,23 @@ class HostileServer:
 
     def drop_connections(self, listener: Listener) -> None:
         """Closes every connection of a listener, as a stopping Kamailio does."""
+
         async def drop() -> None:
             for writer in list(listener.writers):
                 writer.close()
+
         self._run(drop())
 
     def close(self, listener: Listener) -> None:
         """Stops listening (a unix socket file is removed) and drops its connections."""
+
         async def close() -> None:
             listener.server.close()
             for writer in list(listener.writers):
                 writer.close()
             if listener.path is not None:
                 listener.path.unlink(missing_ok=True)
+
         self._run(close())
 
     def stop(self) -> None:

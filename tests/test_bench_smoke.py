@@ -29,9 +29,20 @@ def test_bench_quick_run_reports_every_figure(tmp_path: Path) -> None:
     report = tmp_path / "BENCHMARKS.md"
     figures = tmp_path / "figures.json"
     completed = subprocess.run(
-        [str(ROOT / "scripts" / "bench.sh"), "--quick", "--output", str(report),
-         "--json", str(figures)],
-        cwd=ROOT, capture_output=True, text=True, timeout=BOUND, check=False)
+        [
+            str(ROOT / "scripts" / "bench.sh"),
+            "--quick",
+            "--output",
+            str(report),
+            "--json",
+            str(figures),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=BOUND,
+        check=False,
+    )
     assert completed.returncode == 0, completed.stderr[-4000:]
 
     results = json.loads(figures.read_text())
@@ -67,14 +78,27 @@ def test_bench_quick_run_reports_every_figure(tmp_path: Path) -> None:
 
     wan = results["wan"]
     assert wan["feasibility"]["netem"] or wan["feasibility"]["error"]
-    for name in ("floor seed", "probe seed pooled", "new connection + sequential seed",
-                 "floor full", "probe full pooled", "new connection + sequential full",
-                 "probe full new connection"):
+    for name in (
+        "floor seed",
+        "probe seed pooled",
+        "new connection + sequential seed",
+        "floor full",
+        "probe full pooled",
+        "new connection + sequential full",
+        "probe full new connection",
+    ):
         assert finite(wan["variants"][name]["median"]), name
 
     assert results["cold"]["first_probe_ms"]["n"] == 1
 
     text = report.read_text()
-    for heading in ("## Machine", "## Targets", "## Serial /probe", "## Fleet throughput",
-                    "## WAN", "## Cold start and memory", "## Profiles"):
+    for heading in (
+        "## Machine",
+        "## Targets",
+        "## Serial /probe",
+        "## Fleet throughput",
+        "## WAN",
+        "## Cold start and memory",
+        "## Profiles",
+    ):
         assert heading in text

@@ -28,8 +28,14 @@ COMMAND = [sys.executable, "-m", "probe_exporter.cli"]
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*COMMAND, *args], capture_output=True, text=True, timeout=30,
-                          env={**os.environ, **(env or {})}, cwd=ROOT)
+    return subprocess.run(
+        [*COMMAND, *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
+    )
 
 
 def test_config_check_accepts_the_example_and_rejects_a_broken_file(tmp_path: Path) -> None:
@@ -44,9 +50,11 @@ def test_config_check_accepts_the_example_and_rejects_a_broken_file(tmp_path: Pa
 
 
 def test_flags_come_from_the_environment_too() -> None:
-    env = {"KAMAILIO_EXPORTER_WEB_LISTEN_ADDRESS": "127.0.0.1:1, [::1]:2",
-           "KAMAILIO_EXPORTER_TIMEOUT_OFFSET": "0.25",
-           "KAMAILIO_EXPORTER_PROBE_MAX_CONCURRENT": "7"}
+    env = {
+        "KAMAILIO_EXPORTER_WEB_LISTEN_ADDRESS": "127.0.0.1:1, [::1]:2",
+        "KAMAILIO_EXPORTER_TIMEOUT_OFFSET": "0.25",
+        "KAMAILIO_EXPORTER_PROBE_MAX_CONCURRENT": "7",
+    }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
@@ -81,7 +89,11 @@ class Exporter:
         self.url = f"{scheme}://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
             [*COMMAND, "--web.listen-address", f"127.0.0.1:{self.port}", *args],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -112,18 +124,22 @@ def exporter_factory() -> Iterator[list[Exporter]]:
 
 
 def test_tls_and_basic_auth_from_the_web_config(
-        kamailio: KamailioInstance, tmp_path: Path, exporter_factory: list[Exporter]) -> None:
+    kamailio: KamailioInstance, tmp_path: Path, exporter_factory: list[Exporter]
+) -> None:
     if shutil.which("curl") is None:
         pytest.skip("curl is not installed")
     cert, key = make_certificate(tmp_path)
     hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()
     web_config = tmp_path / "web.yml"
-    web_config.write_text(f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n"
-                          f"basic_auth_users:\n  prometheus: '{hashed}'\n")
+    web_config.write_text(
+        f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n"
+        f"basic_auth_users:\n  prometheus: '{hashed}'\n"
+    )
     targets = tmp_path / "targets.toml"
     targets.write_text(f'[[targets]]\nname = "kam"\naddress = "{kamailio.unix}"\n')
-    exporter = Exporter("--config.file", str(targets), "--web.config.file", str(web_config),
-                        scheme="https")
+    exporter = Exporter(
+        "--config.file", str(targets), "--web.config.file", str(web_config), scheme="https"
+    )
     exporter_factory.append(exporter)
     tls = ["--cacert", str(cert)]
     code, body = curl(*tls, "-u", "prometheus:s3cret", f"{exporter.url}/probe?target=kam")
@@ -147,20 +163,24 @@ def get(url: str, timeout: float = 10) -> tuple[int, str]:
 
 
 def test_sighup_reloads_and_sigterm_drains(
-        kamailio: KamailioInstance, tmp_path: Path, exporter_factory: list[Exporter]) -> None:
+    kamailio: KamailioInstance, tmp_path: Path, exporter_factory: list[Exporter]
+) -> None:
     hung = socket.socket()
     hung.bind(("127.0.0.1", 0))
     hung.listen(8)  # accepts (in the kernel) and never answers
     targets = tmp_path / "targets.toml"
-    targets.write_text(f'[[targets]]\nname = "kam"\naddress = "{kamailio.tcp}"\n'
-                       f'[[targets]]\nname = "hung"\naddress = "tcp:127.0.0.1:'
-                       f'{hung.getsockname()[1]}"\ntimeout = 2.0\n')
+    targets.write_text(
+        f'[[targets]]\nname = "kam"\naddress = "{kamailio.tcp}"\n'
+        f'[[targets]]\nname = "hung"\naddress = "tcp:127.0.0.1:'
+        f'{hung.getsockname()[1]}"\ntimeout = 2.0\n'
+    )
     exporter = Exporter("--config.file", str(targets), "--log.format", "json")
     exporter_factory.append(exporter)
     try:
         assert get(f"{exporter.url}/probe?target=new")[0] == 403
-        targets.write_text(targets.read_text() + f'[[targets]]\nname = "new"\n'
-                                                 f'address = "{kamailio.unix}"\n')
+        targets.write_text(
+            targets.read_text() + f'[[targets]]\nname = "new"\naddress = "{kamailio.unix}"\n'
+        )
         exporter.process.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 10
         while get(f"{exporter.url}/probe?target=new")[0] != 200:
@@ -179,7 +199,8 @@ def test_sighup_reloads_and_sigterm_drains(
         assert "kamailio_up 0" in body
         assert exporter.process.wait(timeout=10) == 0
         lines = [json.loads(line) for line in exporter.stop().splitlines() if line.startswith("{")]
-        assert any(line.get("target") == "hung" and line.get("module") == "default"
-                   for line in lines)
+        assert any(
+            line.get("target") == "hung" and line.get("module") == "default" for line in lines
+        )
     finally:
         hung.close()

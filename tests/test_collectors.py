@@ -77,14 +77,51 @@ def stat_struct(*pairs: tuple[str, str]) -> Struct:
 
 # -- replies of RPCs the captures do not hold (values from kamcmd on the same Kamailio 5.6.3) ---
 
-CORE_INFO = S(("version", "kamailio 5.6.3"), ("id", "unknown "), ("compiler", "gcc 12.2.0"),
-              ("compiled", ""), ("flags", "USE_TCP, USE_TLS, PKG_MALLOC"))
-TM_STATS = S(("current", 3), ("waiting", 3), ("total", 24), ("total_local", 1),
-             ("rpl_received", 36), ("rpl_generated", 14), ("rpl_sent", 50), ("6xx", 0),
-             ("5xx", 0), ("4xx", 1), ("3xx", 0), ("2xx", 23), ("created", 24), ("freed", 21),
-             ("delayed_free", 0))
-SL_CODES = ("200", "202", "2xx", "300", "301", "302", "3xx", "400", "401", "403", "404", "407",
-            "408", "483", "4xx", "500", "5xx", "6xx", "xxx")
+CORE_INFO = S(
+    ("version", "kamailio 5.6.3"),
+    ("id", "unknown "),
+    ("compiler", "gcc 12.2.0"),
+    ("compiled", ""),
+    ("flags", "USE_TCP, USE_TLS, PKG_MALLOC"),
+)
+TM_STATS = S(
+    ("current", 3),
+    ("waiting", 3),
+    ("total", 24),
+    ("total_local", 1),
+    ("rpl_received", 36),
+    ("rpl_generated", 14),
+    ("rpl_sent", 50),
+    ("6xx", 0),
+    ("5xx", 0),
+    ("4xx", 1),
+    ("3xx", 0),
+    ("2xx", 23),
+    ("created", 24),
+    ("freed", 21),
+    ("delayed_free", 0),
+)
+SL_CODES = (
+    "200",
+    "202",
+    "2xx",
+    "300",
+    "301",
+    "302",
+    "3xx",
+    "400",
+    "401",
+    "403",
+    "404",
+    "407",
+    "408",
+    "483",
+    "4xx",
+    "500",
+    "5xx",
+    "6xx",
+    "xxx",
+)
 SL_VALUES = {"200": 25, "4xx": 5}
 
 
@@ -97,44 +134,73 @@ def dispatcher_dest(uri: str, flags: str, priority: int, *extra: tuple[str, Valu
 
 
 def attrs(weight: int) -> tuple[str, Value]:
-    return ("ATTRS", S(("BODY", f"weight={weight}"), ("DUID", ""), ("MAXLOAD", 0),
-                       ("WEIGHT", weight), ("RWEIGHT", 0), ("SOCKET", "<null string>")))
+    return (
+        "ATTRS",
+        S(
+            ("BODY", f"weight={weight}"),
+            ("DUID", ""),
+            ("MAXLOAD", 0),
+            ("WEIGHT", weight),
+            ("RWEIGHT", 0),
+            ("SOCKET", "<null string>"),
+        ),
+    )
 
 
 def latency(avg: float, std: float, est: float, max_ms: int, timeouts: int) -> tuple[str, Value]:
-    return ("LATENCY", S(("AVG", avg), ("STD", std), ("EST", est), ("MAX", max_ms),
-                         ("TIMEOUT", timeouts)))
+    return (
+        "LATENCY",
+        S(("AVG", avg), ("STD", std), ("EST", est), ("MAX", max_ms), ("TIMEOUT", timeouts)),
+    )
 
 
 def dispatcher_list(*sets: tuple[int, Sequence[Struct]]) -> Struct:
-    records = Struct([
-        ("SET", S(("ID", set_id), ("TARGETS", Struct([("DEST", dest) for dest in dests]))))
-        for set_id, dests in sets
-    ])
+    records = Struct(
+        [
+            ("SET", S(("ID", set_id), ("TARGETS", Struct([("DEST", dest) for dest in dests]))))
+            for set_id, dests in sets
+        ]
+    )
     return S(("NRSETS", len(sets)), ("RECORDS", records))
 
 
 def rtpengine_node(url: str, **fields: Value) -> Struct:
-    return S(("url", url), ("set", 0), ("index", fields.pop("index", 0)), ("weight", 1),
-             *fields.items())
+    return S(
+        ("url", url), ("set", 0), ("index", fields.pop("index", 0)), ("weight", 1), *fields.items()
+    )
 
 
 def dmq_node(host: str, port: str, status: str, local: int, proto: str | None = "udp") -> Struct:
     members: list[tuple[str | None, Value]] = [("host", host), ("port", port)]
     if proto is not None:
         members.append(("proto", proto))
-    members += [("resolved_ip", host), ("status", status), ("last_notification", 0),
-                ("local", local)]
+    members += [
+        ("resolved_ip", host),
+        ("status", status),
+        ("last_notification", 0),
+        ("local", local),
+    ]
     return Struct(members)
 
 
 def uac_record(uuid: str, user: str, flags: int, expires: int = 3600) -> Struct:
-    return S(("l_uuid", uuid), ("l_username", user), ("l_domain", "local.test"),
-             ("r_username", user), ("r_domain", "trunk.test"), ("realm", "trunk.test"),
-             ("auth_username", user), ("auth_password", "secret"),
-             ("auth_proxy", "sip:trunk.test"), ("expires", expires), ("flags", flags),
-             ("diff_expires", 100), ("timer_expires", 1795569223), ("reg_init", 1795569100),
-             ("reg_delay", 0))
+    return S(
+        ("l_uuid", uuid),
+        ("l_username", user),
+        ("l_domain", "local.test"),
+        ("r_username", user),
+        ("r_domain", "trunk.test"),
+        ("realm", "trunk.test"),
+        ("auth_username", user),
+        ("auth_password", "secret"),
+        ("auth_proxy", "sip:trunk.test"),
+        ("expires", expires),
+        ("flags", flags),
+        ("diff_expires", 100),
+        ("timer_expires", 1795569223),
+        ("reg_init", 1795569100),
+        ("reg_delay", 0),
+    )
 
 
 def stats_members(reply: Reply) -> list[tuple[str | None, Value]]:
@@ -154,9 +220,9 @@ def per_group_replies(calls: Sequence[Call], faulty: str) -> list[Reply]:
             replies.append(fault(500, "Internal error"))
             continue
         prefix = group + "."
-        replies.append(wire(Struct(
-            [(key, value) for key, value in members if key and key.startswith(prefix)]
-        )))
+        replies.append(
+            wire(Struct([(key, value) for key, value in members if key and key.startswith(prefix)]))
+        )
     return replies
 
 
@@ -211,64 +277,166 @@ CASES: dict[str, Case] = {
     "stats_fetch_per_group": Case(
         "stats",
         lambda: per_group_replies(
-            stats._fallback([fault(500, "Internal error")],
-                            CollectorOptions(stats_groups=("custom",))),
-            faulty="tls"),
+            stats._fallback(
+                [fault(500, "Internal error")], CollectorOptions(stats_groups=("custom",))
+            ),
+            faulty="tls",
+        ),
     ),
     "stats_names": Case("stats", lambda: [wire(stats_names())]),
     "pkg_stats": Case("pkg", lambda: [captured("pkg.stats")]),
-    "pkg_stats_5_3": Case("pkg", lambda: [wire(
-        S(("entry", 0), ("pid", 100), ("rank", 0), ("used", -1), ("free", -2147483648),
-          ("real_used", 1000), ("total_size", 2000), ("total_frags", 1)),
-        S(("entry", 1), ("pid", 101), ("rank", -128), ("used", 5), ("free", 6),
-          ("real_used", 7), ("total_size", 2000), ("total_frags", 2)),
-    )]),
+    "pkg_stats_5_3": Case(
+        "pkg",
+        lambda: [
+            wire(
+                S(
+                    ("entry", 0),
+                    ("pid", 100),
+                    ("rank", 0),
+                    ("used", -1),
+                    ("free", -2147483648),
+                    ("real_used", 1000),
+                    ("total_size", 2000),
+                    ("total_frags", 1),
+                ),
+                S(
+                    ("entry", 1),
+                    ("pid", 101),
+                    ("rank", -128),
+                    ("used", 5),
+                    ("free", 6),
+                    ("real_used", 7),
+                    ("total_size", 2000),
+                    ("total_frags", 2),
+                ),
+            )
+        ],
+    ),
     "tcp_info": Case("tcp_info", lambda: [captured("core.tcp_info")]),
-    "core": Case("core", lambda: [captured("core.uptime"), captured("core.version"),
-                                  wire(CORE_INFO)]),
-    "core_revision": Case("core", lambda: [
-        wire(S(("now", "Thu Aug 20 19:15:58 2026"), ("up_since", "Thu Aug 20 19:15:00 2026"),
-               ("uptime", 58))),
-        wire("kamailio 5.8.2 (aarch64/linux) 4e9a2c-dirty"),
-        wire(S(("version", "kamailio 5.8.2"), ("id", "4e9a2c"), ("compiler", "clang 16.0.6 "),
-               ("compiled", "10:12:01 Jun  4 2026"), ("flags", "USE_TCP"))),
-    ]),
+    "core": Case(
+        "core", lambda: [captured("core.uptime"), captured("core.version"), wire(CORE_INFO)]
+    ),
+    "core_revision": Case(
+        "core",
+        lambda: [
+            wire(
+                S(
+                    ("now", "Thu Aug 20 19:15:58 2026"),
+                    ("up_since", "Thu Aug 20 19:15:00 2026"),
+                    ("uptime", 58),
+                )
+            ),
+            wire("kamailio 5.8.2 (aarch64/linux) 4e9a2c-dirty"),
+            wire(
+                S(
+                    ("version", "kamailio 5.8.2"),
+                    ("id", "4e9a2c"),
+                    ("compiler", "clang 16.0.6 "),
+                    ("compiled", "10:12:01 Jun  4 2026"),
+                    ("flags", "USE_TCP"),
+                )
+            ),
+        ],
+    ),
     "shmmem": Case("shmmem", lambda: [captured("core.shmmem")]),
-    "shmmem_5_6_wrapped": Case("shmmem", lambda: [wire(  # -m 3072: INTs past 2 GiB
-        S(("total", -1073741824), ("free", -1078763824), ("used", 3705040),
-          ("real_used", 5135048), ("max_used", 5408248), ("fragments", 20)))]),
-    "shmmem_5_7": Case("shmmem", lambda: [wire(
-        S(("total", 6442450944.0), ("free", 6437329920.0), ("used", 3705040.0),
-          ("real_used", 5135048.0), ("max_used", 5408248.0), ("fragments", 20.0)))]),
+    "shmmem_5_6_wrapped": Case(
+        "shmmem",
+        lambda: [
+            wire(  # -m 3072: INTs past 2 GiB
+                S(
+                    ("total", -1073741824),
+                    ("free", -1078763824),
+                    ("used", 3705040),
+                    ("real_used", 5135048),
+                    ("max_used", 5408248),
+                    ("fragments", 20),
+                )
+            )
+        ],
+    ),
+    "shmmem_5_7": Case(
+        "shmmem",
+        lambda: [
+            wire(
+                S(
+                    ("total", 6442450944.0),
+                    ("free", 6437329920.0),
+                    ("used", 3705040.0),
+                    ("real_used", 5135048.0),
+                    ("max_used", 5408248.0),
+                    ("fragments", 20.0),
+                )
+            )
+        ],
+    ),
     "tm_stats": Case("tm", lambda: [wire(TM_STATS)]),
     "sl_stats": Case("sl", lambda: [wire(sl_stats(int))]),
     "sl_stats_5_7": Case("sl", lambda: [wire(sl_stats(float))]),
     "rtpengine_show_all": Case("rtpengine", lambda: [captured("rtpengine.show_all")]),
-    "rtpengine_5_x": Case("rtpengine", lambda: [wire(
-        rtpengine_node("udp:10.0.0.1:2223", disabled=0, recheck_ticks=0),
-        rtpengine_node("udp:10.0.0.2:2223", index=1, disabled=1, recheck_ticks=5),
-        rtpengine_node("udp:10.0.0.3:2223", index=2, disabled="1(permanent)",
-                       recheck_ticks="N/A"),
-        rtpengine_node("", index=3, disabled=0, recheck_ticks=0),  # skipped, as by the seed
-    )]),
-    "rtpengine_6_x": Case("rtpengine", lambda: [wire(
-        rtpengine_node("udp:10.0.0.1:2223", disabled=0, active=1, recheck_ticks=0),
-        rtpengine_node("udp:10.0.0.2:2223", index=1, disabled=0, active=0, recheck_ticks=7),
-        rtpengine_node("udp:10.0.0.3:2223", index=2, disabled=1, active=0, recheck_ticks=-1),
-    )]),
+    "rtpengine_5_x": Case(
+        "rtpengine",
+        lambda: [
+            wire(
+                rtpengine_node("udp:10.0.0.1:2223", disabled=0, recheck_ticks=0),
+                rtpengine_node("udp:10.0.0.2:2223", index=1, disabled=1, recheck_ticks=5),
+                rtpengine_node(
+                    "udp:10.0.0.3:2223", index=2, disabled="1(permanent)", recheck_ticks="N/A"
+                ),
+                rtpengine_node("", index=3, disabled=0, recheck_ticks=0),  # skipped, as by the seed
+            )
+        ],
+    ),
+    "rtpengine_6_x": Case(
+        "rtpengine",
+        lambda: [
+            wire(
+                rtpengine_node("udp:10.0.0.1:2223", disabled=0, active=1, recheck_ticks=0),
+                rtpengine_node("udp:10.0.0.2:2223", index=1, disabled=0, active=0, recheck_ticks=7),
+                rtpengine_node(
+                    "udp:10.0.0.3:2223", index=2, disabled=1, active=0, recheck_ticks=-1
+                ),
+            )
+        ],
+    ),
     "rtpengine_no_sets": Case("rtpengine", lambda: [fault(404, "Instance not found")]),
     "dispatcher_list": Case("dispatcher", lambda: [captured("dispatcher.list")]),
     "dispatcher_latency": Case(
         "dispatcher",
-        lambda: [wire(dispatcher_list(
-            (1, [dispatcher_dest("sip:10.0.0.1:5060", "AP", 10, attrs(50),
-                                 latency(12.5, 1.25, 11.75, 40, 0), ("RUNTIME", S(("DLGLOAD", 3)))),
-                 dispatcher_dest("sip:10.0.0.2:5060", "TP", 5, attrs(50),
-                                 latency(0.0, 0.0, 0.0, 0, 4), ("RUNTIME", S(("DLGLOAD", 0)))),
-                 dispatcher_dest("sip:10.0.0.2:5060", "AP", 1)]),  # listed twice: skipped
-            (2, [dispatcher_dest("sip:10.0.1.1:5060", "DX", 0),
-                 dispatcher_dest("sip:10.0.1.2:5060", "IN", 0)]),
-        ))],
+        lambda: [
+            wire(
+                dispatcher_list(
+                    (
+                        1,
+                        [
+                            dispatcher_dest(
+                                "sip:10.0.0.1:5060",
+                                "AP",
+                                10,
+                                attrs(50),
+                                latency(12.5, 1.25, 11.75, 40, 0),
+                                ("RUNTIME", S(("DLGLOAD", 3))),
+                            ),
+                            dispatcher_dest(
+                                "sip:10.0.0.2:5060",
+                                "TP",
+                                5,
+                                attrs(50),
+                                latency(0.0, 0.0, 0.0, 0, 4),
+                                ("RUNTIME", S(("DLGLOAD", 0))),
+                            ),
+                            dispatcher_dest("sip:10.0.0.2:5060", "AP", 1),
+                        ],
+                    ),  # listed twice: skipped
+                    (
+                        2,
+                        [
+                            dispatcher_dest("sip:10.0.1.1:5060", "DX", 0),
+                            dispatcher_dest("sip:10.0.1.2:5060", "IN", 0),
+                        ],
+                    ),
+                )
+            )
+        ],
         CollectorOptions(dispatcher_set_names=MappingProxyType({1: "carriers"})),
     ),
     "dispatcher_no_sets": Case("dispatcher", lambda: [fault(500, "No Destination Sets")]),
@@ -278,33 +446,70 @@ CASES: dict[str, Case] = {
         lambda: [captured("dlg.stats_active"), wire(2), wire(0)],
         CollectorOptions(dialog_profiles=("inbound", "outbound")),
     ),
-    "htable_stats": Case("htable", lambda: [wire(
-        S(("name", "calls"), ("slots", 256), ("all", 18), ("min", 0), ("max", 1)),
-        S(("name", "ipban"), ("slots", 1024), ("all", 0), ("min", 0), ("max", 0)),
-    )]),
+    "htable_stats": Case(
+        "htable",
+        lambda: [
+            wire(
+                S(("name", "calls"), ("slots", 256), ("all", 18), ("min", 0), ("max", 1)),
+                S(("name", "ipban"), ("slots", 1024), ("all", 0), ("min", 0), ("max", 0)),
+            )
+        ],
+    ),
     "htable_none": Case("htable", lambda: [fault(500, "No htables")]),
-    "tls_info": Case("tls", lambda: [wire(
-        S(("max_connections", 2048), ("opened_connections", 0),
-          ("clear_text_write_queued_bytes", 0)))]),
-    "dmq_list_nodes": Case("dmq", lambda: [wire(
-        dmq_node("10.0.0.1", "5090", "active", 1),
-        dmq_node("10.0.0.2", "5090", "not_active", 0),
-        dmq_node("10.0.0.3", "", "disabled", 0, proto=None),  # older: no proto
-    )]),
-    "uac_reg_dump": Case("uac", lambda: [wire(
-        uac_record("trunk1", "alice", 4 | 16),
-        uac_record("trunk2", "bob", 16),
-        uac_record("trunk3", "carol", 2 | 16),
-        uac_record("trunk4", "dave", 1, expires=0),
-        uac_record("trunk5", "erin", 4 | 2 | 16),  # re-registering while registered
-    )]),
+    "tls_info": Case(
+        "tls",
+        lambda: [
+            wire(
+                S(
+                    ("max_connections", 2048),
+                    ("opened_connections", 0),
+                    ("clear_text_write_queued_bytes", 0),
+                )
+            )
+        ],
+    ),
+    "dmq_list_nodes": Case(
+        "dmq",
+        lambda: [
+            wire(
+                dmq_node("10.0.0.1", "5090", "active", 1),
+                dmq_node("10.0.0.2", "5090", "not_active", 0),
+                dmq_node("10.0.0.3", "", "disabled", 0, proto=None),  # older: no proto
+            )
+        ],
+    ),
+    "uac_reg_dump": Case(
+        "uac",
+        lambda: [
+            wire(
+                uac_record("trunk1", "alice", 4 | 16),
+                uac_record("trunk2", "bob", 16),
+                uac_record("trunk3", "carol", 2 | 16),
+                uac_record("trunk4", "dave", 1, expires=0),
+                uac_record("trunk5", "erin", 4 | 2 | 16),  # re-registering while registered
+            )
+        ],
+    ),
     "uac_not_enabled": Case("uac", lambda: [fault(500, "Not enabled")]),
 }
 
 # One case per collector: the set rendered together (promtool, round trips, docs).
-FULL_SET = ("stats_fetch_all", "pkg_stats", "tcp_info", "core", "shmmem", "tm_stats",
-            "sl_stats", "rtpengine_show_all", "dispatcher_latency", "dlg_profiles",
-            "htable_stats", "tls_info", "dmq_list_nodes", "uac_reg_dump")
+FULL_SET = (
+    "stats_fetch_all",
+    "pkg_stats",
+    "tcp_info",
+    "core",
+    "shmmem",
+    "tm_stats",
+    "sl_stats",
+    "rtpengine_show_all",
+    "dispatcher_latency",
+    "dlg_profiles",
+    "htable_stats",
+    "tls_info",
+    "dmq_list_nodes",
+    "uac_reg_dump",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -360,8 +565,7 @@ def test_no_series_twice_and_every_family_documented(name: str) -> None:
             assert case.collector == "stats"
             assert family.name.startswith("kamailio_")
             continue
-        assert (family.type, family.help, family.labelnames) == (info.type, info.help,
-                                                                 info.labels)
+        assert (family.type, family.help, family.labelnames) == (info.type, info.help, info.labels)
 
 
 def test_family_names_never_collide_across_collectors() -> None:
@@ -398,50 +602,144 @@ def test_full_set_is_one_exposition_without_clashes() -> None:
 
 SEED_FAMILIES = {
     # name: (type, HELP, label names, label values from the captured Kamailio 5.6.3)
-    "kamailio_core_request_total": ("counter", "Request counters", ("method",),
-                                    {"drop", "err", "fwd", "rcv"}),
+    "kamailio_core_request_total": (
+        "counter",
+        "Request counters",
+        ("method",),
+        {"drop", "err", "fwd", "rcv"},
+    ),
     "kamailio_core_rcv_request_total": (
-        "counter", "Received requests by method", ("method",),
-        {"ack", "bye", "cancel", "info", "invite", "message", "notify", "options", "prack",
-         "publish", "refer", "register", "subscribe", "update", "unsupported"}),
-    "kamailio_core_reply_total": ("counter", "Reply counters", ("type",),
-                                  {"drop", "err", "fwd", "rcv"}),
+        "counter",
+        "Received requests by method",
+        ("method",),
+        {
+            "ack",
+            "bye",
+            "cancel",
+            "info",
+            "invite",
+            "message",
+            "notify",
+            "options",
+            "prack",
+            "publish",
+            "refer",
+            "register",
+            "subscribe",
+            "update",
+            "unsupported",
+        },
+    ),
+    "kamailio_core_reply_total": (
+        "counter",
+        "Reply counters",
+        ("type",),
+        {"drop", "err", "fwd", "rcv"},
+    ),
     # 408 is in the seed's table but Kamailio 5.6 has no core.rcv_replies_408
     "kamailio_core_rcv_reply_total": (
-        "counter", "Received replies by code", ("code",),
-        {"18x", "1xx", "2xx", "3xx", "401", "404", "407", "480", "486", "4xx", "5xx", "6xx"}),
-    "kamailio_shm_bytes": ("gauge", "Shared memory sizes", ("type",),
-                           {"free", "max_used", "real_used", "total", "used"}),
+        "counter",
+        "Received replies by code",
+        ("code",),
+        {"18x", "1xx", "2xx", "3xx", "401", "404", "407", "480", "486", "4xx", "5xx", "6xx"},
+    ),
+    "kamailio_shm_bytes": (
+        "gauge",
+        "Shared memory sizes",
+        ("type",),
+        {"free", "max_used", "real_used", "total", "used"},
+    ),
     "kamailio_shm_fragments": ("gauge", "Shared memory fragment count", (), {()}),
     "kamailio_dns_failed_request_total": ("counter", "Failed dns requests", (), {()}),
     "kamailio_bad_uri_total": ("counter", "Messages with bad uri", (), {()}),
     "kamailio_bad_msg_hdr": ("untyped", "Messages with bad message header", (), {()}),
     "kamailio_sl_reply_total": (
-        "counter", "Stateless replies by code", ("code",),
-        {"1xx", "200", "202", "2xx", "300", "301", "302", "3xx", "400", "401", "403", "404",
-         "407", "408", "483", "4xx", "500", "5xx", "6xx"}),
+        "counter",
+        "Stateless replies by code",
+        ("code",),
+        {
+            "1xx",
+            "200",
+            "202",
+            "2xx",
+            "300",
+            "301",
+            "302",
+            "3xx",
+            "400",
+            "401",
+            "403",
+            "404",
+            "407",
+            "408",
+            "483",
+            "4xx",
+            "500",
+            "5xx",
+            "6xx",
+        },
+    ),
     "kamailio_sl_type_total": (
-        "counter", "Stateless replies by type", ("type",),
-        {"failure", "received_ack", "sent_err_reply", "sent_reply", "xxx_reply"}),
+        "counter",
+        "Stateless replies by type",
+        ("type",),
+        {"failure", "received_ack", "sent_err_reply", "sent_reply", "xxx_reply"},
+    ),
     "kamailio_tcp_total": (
-        "counter", "TCP connection counters", ("type",),
-        {"con_reset", "con_timeout", "connect_failed", "connect_success", "established",
-         "local_reject", "passive_open", "send_timeout", "sendq_full"}),
+        "counter",
+        "TCP connection counters",
+        ("type",),
+        {
+            "con_reset",
+            "con_timeout",
+            "connect_failed",
+            "connect_success",
+            "established",
+            "local_reject",
+            "passive_open",
+            "send_timeout",
+            "sendq_full",
+        },
+    ),
     "kamailio_tcp_connections": ("gauge", "Opened TCP connections", (), {()}),
     "kamailio_tcp_writequeue": ("gauge", "TCP write queue size", (), {()}),
-    "kamailio_tmx_code_total": ("counter", "Completed Transaction counters by code", ("code",),
-                                {"2xx", "3xx", "4xx", "5xx", "6xx"}),
-    "kamailio_tmx_type_total": ("counter", "Completed Transaction counters by type", ("type",),
-                                {"uac", "uas"}),
+    "kamailio_tmx_code_total": (
+        "counter",
+        "Completed Transaction counters by code",
+        ("code",),
+        {"2xx", "3xx", "4xx", "5xx", "6xx"},
+    ),
+    "kamailio_tmx_type_total": (
+        "counter",
+        "Completed Transaction counters by type",
+        ("type",),
+        {"uac", "uas"},
+    ),
     "kamailio_tmx": ("gauge", "Ongoing Transactions", ("type",), {"active", "inuse"}),
-    "kamailio_tmx_rpl_total": ("counter", "Tmx reply counters", ("type",),
-                               {"absorbed", "generated", "received", "relayed", "sent"}),
+    "kamailio_tmx_rpl_total": (
+        "counter",
+        "Tmx reply counters",
+        ("type",),
+        {"absorbed", "generated", "received", "relayed", "sent"},
+    ),
     "kamailio_dialog": (
-        "untyped", "Ongoing Dialogs", ("type",),
-        {"active_dialogs", "early_dialogs", "expired_dialogs", "failed_dialogs",
-         "processed_dialogs"}),
-    "kamailio_my_custom_value_total": ("counter", "Scripted metric my_custom_value_total", (),
-                                       {()}),
+        "untyped",
+        "Ongoing Dialogs",
+        ("type",),
+        {
+            "active_dialogs",
+            "early_dialogs",
+            "expired_dialogs",
+            "failed_dialogs",
+            "processed_dialogs",
+        },
+    ),
+    "kamailio_my_custom_value_total": (
+        "counter",
+        "Scripted metric my_custom_value_total",
+        (),
+        {()},
+    ),
     "kamailio_pkgmem_used": ("gauge", "Private memory used", ("entry",), None),
     "kamailio_pkgmem_free": ("gauge", "Private memory free", ("entry",), None),
     "kamailio_pkgmem_real": ("gauge", "Private memory real used", ("entry",), None),
@@ -451,9 +749,12 @@ SEED_FAMILIES = {
     "kamailio_tcp_max_connections": ("gauge", "TCP connection limit", (), {()}),
     "kamailio_tls_max_connections": ("gauge", "TLS connection limit", (), {()}),
     "kamailio_tls_connections": ("gauge", "Opened TLS connections", (), {()}),
-    "kamailio_rtpengine_enabled": ("gauge", "rtpengine connection status",
-                                   ("url", "set", "index", "weight"),
-                                   {("udp:127.0.0.1:22222", "0", "0", "1")}),
+    "kamailio_rtpengine_enabled": (
+        "gauge",
+        "rtpengine connection status",
+        ("url", "set", "index", "weight"),
+        {("udp:127.0.0.1:22222", "0", "0", "1")},
+    ),
 }
 
 
@@ -473,7 +774,8 @@ def test_seed_contract() -> None:
     dialog = {v[0]: value for v, value in families["kamailio_dialog"].samples}
     assert families["kamailio_dialog_active_dialogs"].samples == [((), dialog["active_dialogs"])]
     assert families["kamailio_dialog_processed_dialogs_total"].samples == [
-        ((), dialog["processed_dialogs"])]
+        ((), dialog["processed_dialogs"])
+    ]
 
 
 def test_pkg_values_match_the_seed_fields() -> None:
@@ -505,7 +807,8 @@ def test_stats_per_group_equals_all_but_the_faulty_group() -> None:
     per_group = render_text(collect(CASES["stats_fetch_per_group"])).decode()
     assert per_group == all_text.replace(
         'kamailio_exporter_stats_dropped{reason="group_fault"} 0',
-        'kamailio_exporter_stats_dropped{reason="group_fault"} 1')
+        'kamailio_exporter_stats_dropped{reason="group_fault"} 1',
+    )
 
 
 def test_stats_rules() -> None:
@@ -523,8 +826,13 @@ def test_stats_rules() -> None:
     assert value["kamailio_stats_websocket_ws_current_connections"] == 2  # not the script's 12
     assert families["kamailio_usrloc_users"].samples == [(("location",), 7)]
     # taken by families that are not in this output, but may be in another
-    for dropped in ("kamailio_tmx", "kamailio_tmx_code", "kamailio_pkgmem_used", "kamailio_up",
-                    "kamailio_exporter_thing"):
+    for dropped in (
+        "kamailio_tmx",
+        "kamailio_tmx_code",
+        "kamailio_pkgmem_used",
+        "kamailio_up",
+        "kamailio_exporter_thing",
+    ):
         assert dropped not in families
     problems = {v[0]: count for v, count in families["kamailio_exporter_stats_dropped"].samples}
     # script.foo, script.bad_name, script.tmx, script.tmx_code, script.pkgmem_used, script.up,
@@ -546,34 +854,70 @@ def test_stats_faults() -> None:
 # -- shapes and faults of the other collectors ------------------------------------------------
 
 
-@pytest.mark.parametrize(("collector", "replies"), [
-    ("pkg", [fault(500, "Not initialized")]),
-    ("pkg", [wire(S(("entry", 0)))]),
-    ("pkg", [wire(S(("entry", 0), ("pid", 1), ("rank", 0), ("used", "1"), ("free", 1),
-                    ("real_used", 1), ("total_size", 1), ("total_frags", 1)))]),
-    ("pkg", [wire(*[S(("entry", 0), ("pid", 1), ("rank", 0), ("used", 1), ("free", 1),
-                      ("real_used", 1), ("total_size", 1), ("total_frags", 1))] * 2)]),
-    ("tcp_info", [fault(500, "tcp support disabled")]),
-    ("tcp_info", [wire(S(("readers", 2)), S(("readers", 2)))]),
-    ("core", [captured("core.uptime"), wire("not a version"), wire(CORE_INFO)]),
-    ("core", [fault(500, "x"), captured("core.version"), wire(CORE_INFO)]),
-    ("shmmem", [wire(S(("total", "big")))]),
-    ("tm", [wire(S(("current", 1)))]),
-    ("sl", [wire(S(("200", "x")))]),
-    ("rtpengine", [fault(500, "Initializing - try later")]),
-    ("rtpengine", [wire(S(("url", "udp:x:1"), ("set", 0), ("index", 0), ("weight", 1)))]),
-    ("rtpengine", [wire(1, "x")]),
-    ("dispatcher", [fault(500, "Internal error set structure")]),
-    ("dispatcher", [wire(dispatcher_list((1, [dispatcher_dest("sip:a", "ZX", 0)])))]),
-    ("dispatcher", [wire(S(("NRSETS", 1), ("RECORDS", 5)))]),
-    ("dialog", [fault(500, "x")]),
-    ("htable", [fault(500, "Internal error")]),
-    ("tls", [wire(S(("max_connections", 1.5)))]),
-    ("dmq", [fault(500, "Server failure")]),
-    ("dmq", [wire(S(("host", 5)))]),
-    ("uac", [fault(500, "Internal error creating rpc")]),
-    ("uac", [wire(S(("l_uuid", "x")))]),
-])
+@pytest.mark.parametrize(
+    ("collector", "replies"),
+    [
+        ("pkg", [fault(500, "Not initialized")]),
+        ("pkg", [wire(S(("entry", 0)))]),
+        (
+            "pkg",
+            [
+                wire(
+                    S(
+                        ("entry", 0),
+                        ("pid", 1),
+                        ("rank", 0),
+                        ("used", "1"),
+                        ("free", 1),
+                        ("real_used", 1),
+                        ("total_size", 1),
+                        ("total_frags", 1),
+                    )
+                )
+            ],
+        ),
+        (
+            "pkg",
+            [
+                wire(
+                    *[
+                        S(
+                            ("entry", 0),
+                            ("pid", 1),
+                            ("rank", 0),
+                            ("used", 1),
+                            ("free", 1),
+                            ("real_used", 1),
+                            ("total_size", 1),
+                            ("total_frags", 1),
+                        )
+                    ]
+                    * 2
+                )
+            ],
+        ),
+        ("tcp_info", [fault(500, "tcp support disabled")]),
+        ("tcp_info", [wire(S(("readers", 2)), S(("readers", 2)))]),
+        ("core", [captured("core.uptime"), wire("not a version"), wire(CORE_INFO)]),
+        ("core", [fault(500, "x"), captured("core.version"), wire(CORE_INFO)]),
+        ("shmmem", [wire(S(("total", "big")))]),
+        ("tm", [wire(S(("current", 1)))]),
+        ("sl", [wire(S(("200", "x")))]),
+        ("rtpengine", [fault(500, "Initializing - try later")]),
+        ("rtpengine", [wire(S(("url", "udp:x:1"), ("set", 0), ("index", 0), ("weight", 1)))]),
+        ("rtpengine", [wire(1, "x")]),
+        ("dispatcher", [fault(500, "Internal error set structure")]),
+        ("dispatcher", [wire(dispatcher_list((1, [dispatcher_dest("sip:a", "ZX", 0)])))]),
+        ("dispatcher", [wire(S(("NRSETS", 1), ("RECORDS", 5)))]),
+        ("dialog", [fault(500, "x")]),
+        ("htable", [fault(500, "Internal error")]),
+        ("tls", [wire(S(("max_connections", 1.5)))]),
+        ("dmq", [fault(500, "Server failure")]),
+        ("dmq", [wire(S(("host", 5)))]),
+        ("uac", [fault(500, "Internal error creating rpc")]),
+        ("uac", [wire(S(("l_uuid", "x")))]),
+    ],
+)
 def test_unexpected_replies_raise(collector: str, replies: list[Reply]) -> None:
     with pytest.raises(CollectorError):
         COLLECTORS[collector].collect(replies, CollectorOptions())
@@ -582,7 +926,8 @@ def test_unexpected_replies_raise(collector: str, replies: list[Reply]) -> None:
 def test_an_unknown_dialog_profile_keeps_the_other_dialog_metrics() -> None:
     options = CollectorOptions(dialog_profiles=("inbound", "outbound"))
     families = COLLECTORS["dialog"].collect(
-        [captured("dlg.stats_active"), fault(404, "Profile not found: inbound"), [7]], options)
+        [captured("dlg.stats_active"), fault(404, "Profile not found: inbound"), [7]], options
+    )
     by_name = {family.name: family for family in families}
     assert by_name["kamailio_dlg_profile_size"].samples == [(("outbound",), 7)]
     assert by_name["kamailio_dlg_stats_active_all"].samples
@@ -591,8 +936,10 @@ def test_an_unknown_dialog_profile_keeps_the_other_dialog_metrics() -> None:
 def test_calls_follow_the_options() -> None:
     options = CollectorOptions(dialog_profiles=("a", "b"))
     assert COLLECTORS["dialog"].calls(options) == [
-        Call("dlg.stats_active"), Call("dlg.profile_get_size", ("a",)),
-        Call("dlg.profile_get_size", ("b",))]
+        Call("dlg.stats_active"),
+        Call("dlg.profile_get_size", ("a",)),
+        Call("dlg.profile_get_size", ("b",)),
+    ]
     for collector in COLLECTORS.values():
         calls = collector.calls(options)
         assert calls, collector.name

@@ -95,8 +95,7 @@ def test_full_example() -> None:
     assert local.timeout is None
     assert not local.labels
 
-    assert [str(rule) for rule in config.allow] == ["tcp:10.20.0.0/16:2046",
-                                                    "unix:/run/kamailio/*"]
+    assert [str(rule) for rule in config.allow] == ["tcp:10.20.0.0/16:2046", "unix:/run/kamailio/*"]
     assert config.allow[0].module == "light"
     assert config.allow[1].module is None
     assert config.sha256 == hashlib.sha256(FULL.encode()).hexdigest()
@@ -146,126 +145,207 @@ def test_toml_syntax_errors_give_the_line() -> None:
 TARGET = '[[targets]]\nname = "t"\naddress = "tcp:127.0.0.1:2046"\n'
 
 
-@pytest.mark.parametrize(("text", "key", "message"), [
-    ("bogus = 1", "bogus", "unknown key"),
-    ("pool = 1", "pool", "expected a table, got an integer"),
-    ('[pool]\nidle_ttl = "5"', "pool.idle_ttl", "expected a number of seconds, got a string"),
-    ("[pool]\nidle_ttl = 0", "pool.idle_ttl", "out of range"),
-    ("[pool]\nidle_ttl = nan", "pool.idle_ttl", "out of range"),
-    ("[pool]\nidle_ttl = inf", "pool.idle_ttl", "out of range"),
-    ("[pool]\nidle_ttl = true", "pool.idle_ttl", "got a boolean"),
-    ("[pool]\nmax_connections = true", "pool.max_connections", "got a boolean"),
-    ("[pool]\nmax_connections = 1.5", "pool.max_connections", "got a float"),
-    ("[pool]\nmax_connections = 0", "pool.max_connections", "out of range"),
-    ("[pool]\nper_target = 0", "pool.per_target", "out of range"),
-    ("[pool]\nmax_connections = 4\nper_target = 5", "pool.per_target",
-     "more than pool.max_connections"),
-    ("[pool]\nsize = 3", "pool.size", "unknown key"),
-    ("modules = 3", "modules", "expected a table"),
-    ("[modules]\nm = 3", "modules.m", "expected a table, got an integer"),
-    ('[modules."bad name"]', 'modules."bad name"', "is not a module name"),
-    (f'[modules.{"m" * 129}]', "modules.mmm", "at most 128"),
-    ("[modules.m]\ntimeout = 0", "modules.m.timeout", "out of range"),
-    ("[modules.m]\ntimeout = 300.5", "modules.m.timeout", "out of range"),
-    ("[modules.m]\ntimeout = -1", "modules.m.timeout", "out of range"),
-    ('[modules.m]\ntimeout = "5s"', "modules.m.timeout", "got a string"),
-    ("[modules.m]\nretries = 2", "modules.m.retries", "unknown key"),
-    ('[modules.m]\ncollectors = "all"', "modules.m.collectors", "expected an array"),
-    ("[modules.m]\ncollectors = []", "modules.m.collectors", "empty"),
-    ('[modules.m]\ncollectors = ["nope"]', "modules.m.collectors[0]",
-     "unknown collector 'nope'"),
-    (f'[modules.m]\ncollectors = ["{SOME_COLLECTOR}", "{SOME_COLLECTOR}"]',
-     "modules.m.collectors[1]", "named twice"),
-    (f'[modules.m]\ncollectors = ["all", "{SOME_COLLECTOR}"]', "modules.m.collectors",
-     '"all" already names every collector'),
-    ('[modules.m]\ndialog_profiles = "inbound"', "modules.m.dialog_profiles",
-     "expected an array"),
-    ("[modules.m]\ndialog_profiles = [1]", "modules.m.dialog_profiles[0]",
-     "expected a string, got an integer"),
-    ('[modules.m]\ndialog_profiles = [""]', "modules.m.dialog_profiles[0]", "empty"),
-    ('[modules.m]\ndispatcher_set_names = { x = "a" }', "modules.m.dispatcher_set_names.x",
-     "must be an integer"),
-    ('[modules.m]\ndispatcher_set_names = { "--1" = "a" }',
-     "modules.m.dispatcher_set_names.--1", "must be an integer"),
-    ('[modules.m]\ndispatcher_set_names = { "1" = 2 }', "modules.m.dispatcher_set_names.1",
-     "expected a string"),
-    ("targets = 1", "targets", "expected an array of tables ([[targets]])"),
-    ("[targets]", "targets", "expected an array of tables"),
-    ("[[targets]]\nname = \"t\"", "targets[0].address", "missing"),
-    ('[[targets]]\naddress = "tcp:h:1"', "targets[0].name", "missing"),
-    (TARGET + "port = 1", "targets[0].port", "unknown key"),
-    ('[[targets]]\nname = 5\naddress = "tcp:h:1"', "targets[0].name", "expected a string"),
-    ('[[targets]]\nname = ""\naddress = "tcp:h:1"', "targets[0].name", "empty"),
-    ('[[targets]]\nname = "a b"\naddress = "tcp:h:1"', "targets[0].name",
-     "use letters, digits"),
-    ('[[targets]]\nname = "tcp:10.0.0.1:2046"\naddress = "tcp:h:1"', "targets[0].name",
-     "looks like an address"),
-    ('[[targets]]\nname = "/run/kamailio/ctl"\naddress = "tcp:h:1"', "targets[0].name",
-     "looks like an address"),
-    (f'[[targets]]\nname = "{"n" * 129}"\naddress = "tcp:h:1"', "targets[0].name",
-     "at most 128"),
-    (TARGET + '[[targets]]\nname = "u"\naddress = "tcp:h:99999"', "targets[1].address",
-     "out of range"),
-    (TARGET + '[[targets]]\nname = "u"\naddress = "ftp:h:21"', "targets[1].address",
-     "unknown protocol"),
-    (TARGET + '[[targets]]\nname = "u"\naddress = "unix:relative/ctl"', "targets[1].address",
-     "absolute"),
-    (f'[[targets]]\nname = "t"\naddress = "tcp:{"a" * 300}:1"', "targets[0].address",
-     "at most 256"),
-    (TARGET + TARGET, "targets[1].name", "'t' is already the name of targets[0]"),
-    (TARGET + 'module = "nope"', "targets[0].module", "unknown module 'nope'"),
-    (TARGET + "timeout = 0", "targets[0].timeout", "out of range"),
-    (TARGET + "timeout = 301", "targets[0].timeout", "out of range"),
-    (TARGET + 'timeout = "3"', "targets[0].timeout", "got a string"),
-    (TARGET + "labels = [1]", "targets[0].labels", "expected a table"),
-    (TARGET + 'labels = { 1x = "a" }', "targets[0].labels.1x", "is not a label name"),
-    (TARGET + 'labels = { "a-b" = "a" }', "targets[0].labels.a-b", "is not a label name"),
-    (TARGET + 'labels = { __address__ = "a" }', "targets[0].labels.__address__", "reserved"),
-    (TARGET + "labels = { site = 1 }", "targets[0].labels.site", "expected a string"),
-    (TARGET + f'labels = {{ site = "{"x" * 1025}" }}', "targets[0].labels.site",
-     "at most 1024"),
-    (TARGET + 'xhttp_prom_url = "ftp://h/metrics"', "targets[0].xhttp_prom_url",
-     "http or https"),
-    (TARGET + 'xhttp_prom_url = "/metrics"', "targets[0].xhttp_prom_url", "http or https"),
-    (TARGET + 'xhttp_prom_url = "http:///metrics"', "targets[0].xhttp_prom_url",
-     "needs a host"),
-    (TARGET + 'xhttp_prom_url = "http://h:99999/"', "targets[0].xhttp_prom_url",
-     "not a valid URL"),
-    (TARGET + 'xhttp_prom_url = "http://h/a b"', "targets[0].xhttp_prom_url", "whitespace"),
-    (TARGET + 'rtpengine_metrics_url = "gopher://h"', "targets[0].rtpengine_metrics_url",
-     "http or https"),
-    (TARGET + f'rtpengine_metrics_url = "http://h/{"p" * 2048}"',
-     "targets[0].rtpengine_metrics_url", "at most 2048"),
-    ("allow = 1", "allow", "expected an array of tables"),
-    ('[[allow]]\nmodule = "default"', "allow[0].address", "missing"),
-    ('[[allow]]\naddress = "tcp:h:1"\nport = 1', "allow[0].port", "unknown key"),
-    ('[[allow]]\naddress = "tcp:h:1"\nmodule = "nope"', "allow[0].module", "unknown module"),
-    ('[[allow]]\naddress = "10.0.0.0/8:2046"', "allow[0].address", "starts with its transport"),
-    ('[[allow]]\naddress = "sctp:10.0.0.0/8:1"', "allow[0].address", "transport"),
-    ('[[allow]]\naddress = "tcp:10.0.0.1/8:2046"', "allow[0].address", "has host bits set"),
-    ('[[allow]]\naddress = "tcp:10.0.0.0/33:2046"', "allow[0].address", "bad network"),
-    ('[[allow]]\naddress = "tcp:10.0.0.0/8"', "allow[0].address", "expected HOST:PORT"),
-    ('[[allow]]\naddress = "tcp:10.0.0.0/8:0"', "allow[0].address", "bad port '0'"),
-    ('[[allow]]\naddress = "tcp:10.0.0.0/8:http"', "allow[0].address", "bad port"),
-    ('[[allow]]\naddress = "tcp:fd00::/64:2046"', "allow[0].address", "IPv6 networks go in"),
-    ('[[allow]]\naddress = "tcp:[fd00::]/64:2046"', "allow[0].address",
-     "prefix length inside the brackets"),
-    ('[[allow]]\naddress = "tcp:[fd00::/64]2046"', "allow[0].address", "expected ':PORT'"),
-    ('[[allow]]\naddress = "tcp:[10.0.0.0/8]:2046"', "allow[0].address",
-     "IPv4 networks go without brackets"),
-    ('[[allow]]\naddress = "tcp:[::ffff:10.0.0.0/104]:2046"', "allow[0].address",
-     "IPv4-mapped"),
-    ('[[allow]]\naddress = "tcp:10.0.0.*:2046"', "allow[0].address", "a glob over IPv4"),
-    ('[[allow]]\naddress = "tcp:10.*:2046"', "allow[0].address", "a glob over IPv4"),
-    ('[[allow]]\naddress = "tcp:a..b:2046"', "allow[0].address", "bad host name pattern"),
-    ('[[allow]]\naddress = "tcp:bad!host:2046"', "allow[0].address", "bad host name pattern"),
-    ('[[allow]]\naddress = "tcp:*.example :2046"', "allow[0].address", "whitespace"),
-    ('[[allow]]\naddress = "unix:run/kamailio/*"', "allow[0].address", "must be absolute"),
-    ('[[allow]]\naddress = "unix:/run/kamailio/../*"', "allow[0].address", "'..' segment"),
-    ('[[allow]]\naddress = "unix:/run//kamailio/*"', "allow[0].address", "empty"),
-    ('[[allow]]\naddress = "unix:/run/kamailio/"', "allow[0].address", "empty"),
-    ('[[allow]]\naddress = "unix:/run/**"', "allow[0].address", "'**' means nothing"),
-])
+@pytest.mark.parametrize(
+    ("text", "key", "message"),
+    [
+        ("bogus = 1", "bogus", "unknown key"),
+        ("pool = 1", "pool", "expected a table, got an integer"),
+        ('[pool]\nidle_ttl = "5"', "pool.idle_ttl", "expected a number of seconds, got a string"),
+        ("[pool]\nidle_ttl = 0", "pool.idle_ttl", "out of range"),
+        ("[pool]\nidle_ttl = nan", "pool.idle_ttl", "out of range"),
+        ("[pool]\nidle_ttl = inf", "pool.idle_ttl", "out of range"),
+        ("[pool]\nidle_ttl = true", "pool.idle_ttl", "got a boolean"),
+        ("[pool]\nmax_connections = true", "pool.max_connections", "got a boolean"),
+        ("[pool]\nmax_connections = 1.5", "pool.max_connections", "got a float"),
+        ("[pool]\nmax_connections = 0", "pool.max_connections", "out of range"),
+        ("[pool]\nper_target = 0", "pool.per_target", "out of range"),
+        (
+            "[pool]\nmax_connections = 4\nper_target = 5",
+            "pool.per_target",
+            "more than pool.max_connections",
+        ),
+        ("[pool]\nsize = 3", "pool.size", "unknown key"),
+        ("modules = 3", "modules", "expected a table"),
+        ("[modules]\nm = 3", "modules.m", "expected a table, got an integer"),
+        ('[modules."bad name"]', 'modules."bad name"', "is not a module name"),
+        (f"[modules.{'m' * 129}]", "modules.mmm", "at most 128"),
+        ("[modules.m]\ntimeout = 0", "modules.m.timeout", "out of range"),
+        ("[modules.m]\ntimeout = 300.5", "modules.m.timeout", "out of range"),
+        ("[modules.m]\ntimeout = -1", "modules.m.timeout", "out of range"),
+        ('[modules.m]\ntimeout = "5s"', "modules.m.timeout", "got a string"),
+        ("[modules.m]\nretries = 2", "modules.m.retries", "unknown key"),
+        ('[modules.m]\ncollectors = "all"', "modules.m.collectors", "expected an array"),
+        ("[modules.m]\ncollectors = []", "modules.m.collectors", "empty"),
+        (
+            '[modules.m]\ncollectors = ["nope"]',
+            "modules.m.collectors[0]",
+            "unknown collector 'nope'",
+        ),
+        (
+            f'[modules.m]\ncollectors = ["{SOME_COLLECTOR}", "{SOME_COLLECTOR}"]',
+            "modules.m.collectors[1]",
+            "named twice",
+        ),
+        (
+            f'[modules.m]\ncollectors = ["all", "{SOME_COLLECTOR}"]',
+            "modules.m.collectors",
+            '"all" already names every collector',
+        ),
+        (
+            '[modules.m]\ndialog_profiles = "inbound"',
+            "modules.m.dialog_profiles",
+            "expected an array",
+        ),
+        (
+            "[modules.m]\ndialog_profiles = [1]",
+            "modules.m.dialog_profiles[0]",
+            "expected a string, got an integer",
+        ),
+        ('[modules.m]\ndialog_profiles = [""]', "modules.m.dialog_profiles[0]", "empty"),
+        (
+            '[modules.m]\ndispatcher_set_names = { x = "a" }',
+            "modules.m.dispatcher_set_names.x",
+            "must be an integer",
+        ),
+        (
+            '[modules.m]\ndispatcher_set_names = { "--1" = "a" }',
+            "modules.m.dispatcher_set_names.--1",
+            "must be an integer",
+        ),
+        (
+            '[modules.m]\ndispatcher_set_names = { "1" = 2 }',
+            "modules.m.dispatcher_set_names.1",
+            "expected a string",
+        ),
+        ("targets = 1", "targets", "expected an array of tables ([[targets]])"),
+        ("[targets]", "targets", "expected an array of tables"),
+        ('[[targets]]\nname = "t"', "targets[0].address", "missing"),
+        ('[[targets]]\naddress = "tcp:h:1"', "targets[0].name", "missing"),
+        (TARGET + "port = 1", "targets[0].port", "unknown key"),
+        ('[[targets]]\nname = 5\naddress = "tcp:h:1"', "targets[0].name", "expected a string"),
+        ('[[targets]]\nname = ""\naddress = "tcp:h:1"', "targets[0].name", "empty"),
+        (
+            '[[targets]]\nname = "a b"\naddress = "tcp:h:1"',
+            "targets[0].name",
+            "use letters, digits",
+        ),
+        (
+            '[[targets]]\nname = "tcp:10.0.0.1:2046"\naddress = "tcp:h:1"',
+            "targets[0].name",
+            "looks like an address",
+        ),
+        (
+            '[[targets]]\nname = "/run/kamailio/ctl"\naddress = "tcp:h:1"',
+            "targets[0].name",
+            "looks like an address",
+        ),
+        (
+            f'[[targets]]\nname = "{"n" * 129}"\naddress = "tcp:h:1"',
+            "targets[0].name",
+            "at most 128",
+        ),
+        (
+            TARGET + '[[targets]]\nname = "u"\naddress = "tcp:h:99999"',
+            "targets[1].address",
+            "out of range",
+        ),
+        (
+            TARGET + '[[targets]]\nname = "u"\naddress = "ftp:h:21"',
+            "targets[1].address",
+            "unknown protocol",
+        ),
+        (
+            TARGET + '[[targets]]\nname = "u"\naddress = "unix:relative/ctl"',
+            "targets[1].address",
+            "absolute",
+        ),
+        (
+            f'[[targets]]\nname = "t"\naddress = "tcp:{"a" * 300}:1"',
+            "targets[0].address",
+            "at most 256",
+        ),
+        (TARGET + TARGET, "targets[1].name", "'t' is already the name of targets[0]"),
+        (TARGET + 'module = "nope"', "targets[0].module", "unknown module 'nope'"),
+        (TARGET + "timeout = 0", "targets[0].timeout", "out of range"),
+        (TARGET + "timeout = 301", "targets[0].timeout", "out of range"),
+        (TARGET + 'timeout = "3"', "targets[0].timeout", "got a string"),
+        (TARGET + "labels = [1]", "targets[0].labels", "expected a table"),
+        (TARGET + 'labels = { 1x = "a" }', "targets[0].labels.1x", "is not a label name"),
+        (TARGET + 'labels = { "a-b" = "a" }', "targets[0].labels.a-b", "is not a label name"),
+        (TARGET + 'labels = { __address__ = "a" }', "targets[0].labels.__address__", "reserved"),
+        (TARGET + "labels = { site = 1 }", "targets[0].labels.site", "expected a string"),
+        (
+            TARGET + f'labels = {{ site = "{"x" * 1025}" }}',
+            "targets[0].labels.site",
+            "at most 1024",
+        ),
+        (
+            TARGET + 'xhttp_prom_url = "ftp://h/metrics"',
+            "targets[0].xhttp_prom_url",
+            "http or https",
+        ),
+        (TARGET + 'xhttp_prom_url = "/metrics"', "targets[0].xhttp_prom_url", "http or https"),
+        (
+            TARGET + 'xhttp_prom_url = "http:///metrics"',
+            "targets[0].xhttp_prom_url",
+            "needs a host",
+        ),
+        (
+            TARGET + 'xhttp_prom_url = "http://h:99999/"',
+            "targets[0].xhttp_prom_url",
+            "not a valid URL",
+        ),
+        (TARGET + 'xhttp_prom_url = "http://h/a b"', "targets[0].xhttp_prom_url", "whitespace"),
+        (
+            TARGET + 'rtpengine_metrics_url = "gopher://h"',
+            "targets[0].rtpengine_metrics_url",
+            "http or https",
+        ),
+        (
+            TARGET + f'rtpengine_metrics_url = "http://h/{"p" * 2048}"',
+            "targets[0].rtpengine_metrics_url",
+            "at most 2048",
+        ),
+        ("allow = 1", "allow", "expected an array of tables"),
+        ('[[allow]]\nmodule = "default"', "allow[0].address", "missing"),
+        ('[[allow]]\naddress = "tcp:h:1"\nport = 1', "allow[0].port", "unknown key"),
+        ('[[allow]]\naddress = "tcp:h:1"\nmodule = "nope"', "allow[0].module", "unknown module"),
+        ('[[allow]]\naddress = "10.0.0.0/8:2046"', "allow[0].address", "starts with its transport"),
+        ('[[allow]]\naddress = "sctp:10.0.0.0/8:1"', "allow[0].address", "transport"),
+        ('[[allow]]\naddress = "tcp:10.0.0.1/8:2046"', "allow[0].address", "has host bits set"),
+        ('[[allow]]\naddress = "tcp:10.0.0.0/33:2046"', "allow[0].address", "bad network"),
+        ('[[allow]]\naddress = "tcp:10.0.0.0/8"', "allow[0].address", "expected HOST:PORT"),
+        ('[[allow]]\naddress = "tcp:10.0.0.0/8:0"', "allow[0].address", "bad port '0'"),
+        ('[[allow]]\naddress = "tcp:10.0.0.0/8:http"', "allow[0].address", "bad port"),
+        ('[[allow]]\naddress = "tcp:fd00::/64:2046"', "allow[0].address", "IPv6 networks go in"),
+        (
+            '[[allow]]\naddress = "tcp:[fd00::]/64:2046"',
+            "allow[0].address",
+            "prefix length inside the brackets",
+        ),
+        ('[[allow]]\naddress = "tcp:[fd00::/64]2046"', "allow[0].address", "expected ':PORT'"),
+        (
+            '[[allow]]\naddress = "tcp:[10.0.0.0/8]:2046"',
+            "allow[0].address",
+            "IPv4 networks go without brackets",
+        ),
+        (
+            '[[allow]]\naddress = "tcp:[::ffff:10.0.0.0/104]:2046"',
+            "allow[0].address",
+            "IPv4-mapped",
+        ),
+        ('[[allow]]\naddress = "tcp:10.0.0.*:2046"', "allow[0].address", "a glob over IPv4"),
+        ('[[allow]]\naddress = "tcp:10.*:2046"', "allow[0].address", "a glob over IPv4"),
+        ('[[allow]]\naddress = "tcp:a..b:2046"', "allow[0].address", "bad host name pattern"),
+        ('[[allow]]\naddress = "tcp:bad!host:2046"', "allow[0].address", "bad host name pattern"),
+        ('[[allow]]\naddress = "tcp:*.example :2046"', "allow[0].address", "whitespace"),
+        ('[[allow]]\naddress = "unix:run/kamailio/*"', "allow[0].address", "must be absolute"),
+        ('[[allow]]\naddress = "unix:/run/kamailio/../*"', "allow[0].address", "'..' segment"),
+        ('[[allow]]\naddress = "unix:/run//kamailio/*"', "allow[0].address", "empty"),
+        ('[[allow]]\naddress = "unix:/run/kamailio/"', "allow[0].address", "empty"),
+        ('[[allow]]\naddress = "unix:/run/**"', "allow[0].address", "'**' means nothing"),
+    ],
+)
 def test_invalid_config_names_the_key(text: str, key: str, message: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config(text, "targets.toml")
@@ -339,8 +419,9 @@ class FakeResolver:
     def __init__(self) -> None:
         self.asked: list[str] = []
 
-    async def getaddrinfo(self, host: str, port: int, *, type: int = 0,
-                          **_: Any) -> list[tuple[Any, ...]]:
+    async def getaddrinfo(
+        self, host: str, port: int, *, type: int = 0, **_: Any
+    ) -> list[tuple[Any, ...]]:
         self.asked.append(host)
         if host.startswith("hang."):
             await asyncio.sleep(3600)
@@ -362,43 +443,74 @@ def config() -> Config:
 @pytest.fixture
 async def resolver(monkeypatch: pytest.MonkeyPatch) -> FakeResolver:
     fake = FakeResolver()
-    monkeypatch.setattr(config_module.LOOKUPS, "lookup",
-                        lambda host, port, kind: fake.getaddrinfo(host, port, type=kind))
+    monkeypatch.setattr(
+        config_module.LOOKUPS,
+        "lookup",
+        lambda host, port, kind: fake.getaddrinfo(host, port, type=kind),
+    )
     return fake
 
 
-@pytest.mark.parametrize(("target", "module", "address", "module_name", "rule", "timeout"), [
-    # listed names: the request's module, else the target's, else default
-    ("sbc-1", None, "tcp:10.0.0.5:2046", "fast", None, 2.5),
-    ("sbc-1", "slow", "tcp:10.0.0.5:2046", "slow", None, 2.5),
-    ("local", None, "unix:/run/kamailio/kamailio_ctl", "default", None, 5.0),
-    # network rules; the rule's module unless the request names one
-    ("tcp:10.20.3.4:2046", None, "tcp:10.20.3.4:2046", "slow", 0, 10.0),
-    ("tcp:10.20.3.4:2046", "fast", "tcp:10.20.3.4:2046", "fast", 0, 1.0),
-    ("tcp:[fd00::1]:5000", None, "tcp:[fd00::1]:5000", "default", 1, 5.0),
-    ("tcp:[FD00:0:0:0:0:0:0:abcd]:2046", None, "tcp:[fd00::abcd]:2046", "default", 1, 5.0),
-    ("udp:192.168.1.9:2049", None, "udp:192.168.1.9:2049", "default", 3, 5.0),
-    ("192.168.1.9:2049", None, "udp:192.168.1.9:2049", "default", 3, 5.0),
-    # IPv4-mapped IPv6 is judged, and connected to, as IPv4
-    ("tcp:[::ffff:10.20.0.9]:2046", None, "tcp:10.20.0.9:2046", "slow", 0, 10.0),
-    # names: connect to the address that was checked
-    ("tcp:kam-0.kamailio.svc.cluster.local:2046", None, "tcp:10.99.0.7:2046", "default", 2,
-     5.0),
-    ("tcp:KAM-0.Kamailio.SVC.cluster.local:2046", None, "tcp:10.99.0.7:2046", "default", 2,
-     5.0),
-    ("tcp:inside.example:2046", None, "tcp:10.20.7.7:2046", "slow", 0, 10.0),
-    ("tcp:mixed.example:2046", None, "tcp:10.20.1.1:2046", "slow", 0, 10.0),
-    ("tcp:mapped-in.example:2046", None, "tcp:10.20.0.3:2046", "slow", 0, 10.0),
-    # unix paths
-    ("unix:/run/kamailio/kamailio_ctl", None, "unix:/run/kamailio/kamailio_ctl", "default", 4,
-     5.0),
-    ("unixs:/run/kamailio/ctl", None, "unix:/run/kamailio/ctl", "default", 4, 5.0),
-    ("/run/kamailio/ctl", None, "unix:/run/kamailio/ctl", "default", 4, 5.0),
-    ("unixd:/run/kamailio/ctl.sock", None, "unixd:/run/kamailio/ctl.sock", "fast", 5, 1.0),
-])
-async def test_allowed_targets(config: Config, resolver: FakeResolver, target: str,
-                               module: str | None, address: str, module_name: str,
-                               rule: int | None, timeout: float) -> None:
+@pytest.mark.parametrize(
+    ("target", "module", "address", "module_name", "rule", "timeout"),
+    [
+        # listed names: the request's module, else the target's, else default
+        ("sbc-1", None, "tcp:10.0.0.5:2046", "fast", None, 2.5),
+        ("sbc-1", "slow", "tcp:10.0.0.5:2046", "slow", None, 2.5),
+        ("local", None, "unix:/run/kamailio/kamailio_ctl", "default", None, 5.0),
+        # network rules; the rule's module unless the request names one
+        ("tcp:10.20.3.4:2046", None, "tcp:10.20.3.4:2046", "slow", 0, 10.0),
+        ("tcp:10.20.3.4:2046", "fast", "tcp:10.20.3.4:2046", "fast", 0, 1.0),
+        ("tcp:[fd00::1]:5000", None, "tcp:[fd00::1]:5000", "default", 1, 5.0),
+        ("tcp:[FD00:0:0:0:0:0:0:abcd]:2046", None, "tcp:[fd00::abcd]:2046", "default", 1, 5.0),
+        ("udp:192.168.1.9:2049", None, "udp:192.168.1.9:2049", "default", 3, 5.0),
+        ("192.168.1.9:2049", None, "udp:192.168.1.9:2049", "default", 3, 5.0),
+        # IPv4-mapped IPv6 is judged, and connected to, as IPv4
+        ("tcp:[::ffff:10.20.0.9]:2046", None, "tcp:10.20.0.9:2046", "slow", 0, 10.0),
+        # names: connect to the address that was checked
+        (
+            "tcp:kam-0.kamailio.svc.cluster.local:2046",
+            None,
+            "tcp:10.99.0.7:2046",
+            "default",
+            2,
+            5.0,
+        ),
+        (
+            "tcp:KAM-0.Kamailio.SVC.cluster.local:2046",
+            None,
+            "tcp:10.99.0.7:2046",
+            "default",
+            2,
+            5.0,
+        ),
+        ("tcp:inside.example:2046", None, "tcp:10.20.7.7:2046", "slow", 0, 10.0),
+        ("tcp:mixed.example:2046", None, "tcp:10.20.1.1:2046", "slow", 0, 10.0),
+        ("tcp:mapped-in.example:2046", None, "tcp:10.20.0.3:2046", "slow", 0, 10.0),
+        # unix paths
+        (
+            "unix:/run/kamailio/kamailio_ctl",
+            None,
+            "unix:/run/kamailio/kamailio_ctl",
+            "default",
+            4,
+            5.0,
+        ),
+        ("unixs:/run/kamailio/ctl", None, "unix:/run/kamailio/ctl", "default", 4, 5.0),
+        ("/run/kamailio/ctl", None, "unix:/run/kamailio/ctl", "default", 4, 5.0),
+        ("unixd:/run/kamailio/ctl.sock", None, "unixd:/run/kamailio/ctl.sock", "fast", 5, 1.0),
+    ],
+)
+async def test_allowed_targets(
+    config: Config,
+    resolver: FakeResolver,
+    target: str,
+    module: str | None,
+    address: str,
+    module_name: str,
+    rule: int | None,
+    timeout: float,
+) -> None:
     resolved = await resolve_target(config, target, module)
     assert str(resolved.target.address) == address
     assert resolved.module.name == module_name
@@ -410,47 +522,52 @@ async def test_allowed_targets(config: Config, resolver: FakeResolver, target: s
 
 
 async def test_an_allowed_name_keeps_the_requested_form_as_its_name(
-        config: Config, resolver: FakeResolver) -> None:
+    config: Config, resolver: FakeResolver
+) -> None:
     resolved = await resolve_target(config, "tcp:KAM-0.kamailio.svc.cluster.local:2046")
     assert resolved.target.name == "tcp:kam-0.kamailio.svc.cluster.local:2046"
     assert resolved.target.address == Address("tcp", host="10.99.0.7", port=2046)
 
 
 # Rejected before any name is looked up.
-@pytest.mark.parametrize(("target", "reason"), [
-    ("", "empty"),
-    ("sbc-2", "not a listed target name"),
-    ("SBC-1", "not a listed target name"),
-    ("tcp:" + "a" * 300 + ":2046", "longer than 256"),
-    ("tcp%3A10.20.0.1%3A2046", "percent-encoded"),
-    ("tcp%253A10.20.0.1%253A2046", "percent-encoded"),
-    ("unix:/run/kamailio/%2e%2e/etc/ctl", "percent-encoded"),
-    ("tcp:10.20.0.1:2046 ", "whitespace"),
-    ("tcp:10.20.0.1:2046\n", "control"),
-    ("unix:/run/kamailio/ctl\x00.sock", "control"),
-    ("tcp:kämailio.kamailio.svc.cluster.local:2046", "non-ASCII"),
-    ("ftp:10.20.0.1:21", "unknown protocol"),
-    ("tcp:10.20.0.1:0", "out of range"),
-    ("tcp:0x0a140001:2046", "numeric host"),
-    ("tcp:10.20.1:2046", "numeric host"),
-    ("tcp:10.21.0.1:2046", "no allow rule covers"),
-    ("tcp:10.20.0.1:2047", "no allow rule covers"),
-    ("udp:10.20.0.1:2046", "no allow rule covers"),
-    ("tcp:[::ffff:203.0.113.9]:2046", "no allow rule covers"),
-    ("tcp:[::ffff:192.168.1.9]:2049", "no allow rule covers"),
-    ("tcp:[fe80::1]:2046", "no allow rule covers"),
-    ("tcp:[fd00:0:0:1::1]:2046", "no allow rule covers"),
-    ("udp:kam-0.kamailio.svc.cluster.local:2050", "no allow rule matches this host name"),
-    ("unix:/run/kamailio/../../etc/ctl", "'..' segment"),
-    ("unix:/run/kamailio/./ctl", "'.' or '..'"),
-    ("unix:/run/kamailio//ctl", "empty"),
-    ("unix:/run/kamailio/", "empty"),
-    ("unix:/run/kamailio/sub/ctl", "no allow rule matches this path"),
-    ("unix:/tmp/ctl", "no allow rule matches this path"),
-    ("unixd:/run/kamailio/ctl", "no allow rule matches this path"),
-])
-async def test_rejected_before_any_lookup(config: Config, resolver: FakeResolver, target: str,
-                                          reason: str) -> None:
+@pytest.mark.parametrize(
+    ("target", "reason"),
+    [
+        ("", "empty"),
+        ("sbc-2", "not a listed target name"),
+        ("SBC-1", "not a listed target name"),
+        ("tcp:" + "a" * 300 + ":2046", "longer than 256"),
+        ("tcp%3A10.20.0.1%3A2046", "percent-encoded"),
+        ("tcp%253A10.20.0.1%253A2046", "percent-encoded"),
+        ("unix:/run/kamailio/%2e%2e/etc/ctl", "percent-encoded"),
+        ("tcp:10.20.0.1:2046 ", "whitespace"),
+        ("tcp:10.20.0.1:2046\n", "control"),
+        ("unix:/run/kamailio/ctl\x00.sock", "control"),
+        ("tcp:kämailio.kamailio.svc.cluster.local:2046", "non-ASCII"),
+        ("ftp:10.20.0.1:21", "unknown protocol"),
+        ("tcp:10.20.0.1:0", "out of range"),
+        ("tcp:0x0a140001:2046", "numeric host"),
+        ("tcp:10.20.1:2046", "numeric host"),
+        ("tcp:10.21.0.1:2046", "no allow rule covers"),
+        ("tcp:10.20.0.1:2047", "no allow rule covers"),
+        ("udp:10.20.0.1:2046", "no allow rule covers"),
+        ("tcp:[::ffff:203.0.113.9]:2046", "no allow rule covers"),
+        ("tcp:[::ffff:192.168.1.9]:2049", "no allow rule covers"),
+        ("tcp:[fe80::1]:2046", "no allow rule covers"),
+        ("tcp:[fd00:0:0:1::1]:2046", "no allow rule covers"),
+        ("udp:kam-0.kamailio.svc.cluster.local:2050", "no allow rule matches this host name"),
+        ("unix:/run/kamailio/../../etc/ctl", "'..' segment"),
+        ("unix:/run/kamailio/./ctl", "'.' or '..'"),
+        ("unix:/run/kamailio//ctl", "empty"),
+        ("unix:/run/kamailio/", "empty"),
+        ("unix:/run/kamailio/sub/ctl", "no allow rule matches this path"),
+        ("unix:/tmp/ctl", "no allow rule matches this path"),
+        ("unixd:/run/kamailio/ctl", "no allow rule matches this path"),
+    ],
+)
+async def test_rejected_before_any_lookup(
+    config: Config, resolver: FakeResolver, target: str, reason: str
+) -> None:
     with pytest.raises(TargetRejected) as caught:
         await resolve_target(config, target, None)
     assert reason in str(caught.value)
@@ -458,15 +575,19 @@ async def test_rejected_before_any_lookup(config: Config, resolver: FakeResolver
     assert resolver.asked == []
 
 
-@pytest.mark.parametrize(("target", "reason"), [
-    ("tcp:outside.example:2046", "resolves to 203.0.113.9, which no allow rule covers"),
-    ("tcp:mapped-out.example:2046", "resolves to 203.0.113.9"),
-    ("tcp:nowhere.example:2046", "does not resolve"),
-    # '*' stands within one label: a deeper name is judged by the network rules only
-    ("tcp:a.kam-0.kamailio.svc.cluster.local:2046", "does not resolve"),
-])
-async def test_names_are_judged_by_their_addresses(config: Config, resolver: FakeResolver,
-                                                   target: str, reason: str) -> None:
+@pytest.mark.parametrize(
+    ("target", "reason"),
+    [
+        ("tcp:outside.example:2046", "resolves to 203.0.113.9, which no allow rule covers"),
+        ("tcp:mapped-out.example:2046", "resolves to 203.0.113.9"),
+        ("tcp:nowhere.example:2046", "does not resolve"),
+        # '*' stands within one label: a deeper name is judged by the network rules only
+        ("tcp:a.kam-0.kamailio.svc.cluster.local:2046", "does not resolve"),
+    ],
+)
+async def test_names_are_judged_by_their_addresses(
+    config: Config, resolver: FakeResolver, target: str, reason: str
+) -> None:
     with pytest.raises(TargetRejected) as caught:
         await resolve_target(config, target, None)
     assert reason in str(caught.value)
@@ -474,12 +595,14 @@ async def test_names_are_judged_by_their_addresses(config: Config, resolver: Fak
 
 
 async def test_allowed_name_that_does_not_resolve_is_a_probe_failure(
-        config: Config, resolver: FakeResolver) -> None:
+    config: Config, resolver: FakeResolver
+) -> None:
     with pytest.raises(TargetResolveError, match=r"cannot resolve gone\.kamailio"):
         await resolve_target(config, "tcp:gone.kamailio.svc.cluster.local:2046", None)
     with pytest.raises(TargetResolveError, match="timed out"):
-        await resolve_target(config, "tcp:hang.kamailio.svc.cluster.local:2046", None,
-                             resolve_timeout=0.05)
+        await resolve_target(
+            config, "tcp:hang.kamailio.svc.cluster.local:2046", None, resolve_timeout=0.05
+        )
 
 
 async def test_unknown_module_is_its_own_error(config: Config, resolver: FakeResolver) -> None:
@@ -543,4 +666,3 @@ async def test_host_glob_with_the_system_resolver() -> None:
     assert resolved.target.address.host in ("127.0.0.1", "::1")
     with pytest.raises(TargetRejected, match="no allow rule matches this host name"):
         await resolve_target(config, "tcp:remotehost:2046", None)
-

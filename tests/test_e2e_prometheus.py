@@ -55,8 +55,9 @@ SCRAPE_PROBLEMS = (
 def sent(run: SippRun, method: str) -> int:
     """Requests of `method` that sipp sent, retransmissions included (Kamailio counts both)."""
     total = 0
-    for messages, retransmissions in re.findall(rf"^\s*{method} -+>\s+(\d+)\s+(\d+)",
-                                                run.output, re.MULTILINE):
+    for messages, retransmissions in re.findall(
+        rf"^\s*{method} -+>\s+(\d+)\s+(\d+)", run.output, re.MULTILINE
+    ):
         total += int(messages) + int(retransmissions)
     return total
 
@@ -68,18 +69,23 @@ def example(name: str, exporter_address: str) -> dict[str, Any]:
     return loaded
 
 
-def prometheus_config(exporter_address: str, listed: list[str],
-                      by_module: str) -> tuple[str, str | None]:
+def prometheus_config(
+    exporter_address: str, listed: list[str], by_module: str
+) -> tuple[str, str | None]:
     """The static example (its probe job scraping `listed`, and `by_module` where it sets a
     module) plus the http_sd example's probe job as `kamailio-sd`, at a 1 s interval, with the
     example alert rules. Returns the YAML and the module name the static example uses."""
     static = example("prometheus-static.yml", exporter_address)
     http_sd = example("prometheus-http-sd.yml", exporter_address)
     interval = f"{SCRAPE_INTERVAL:g}s"
-    static["global"] = {"scrape_interval": interval, "scrape_timeout": interval,
-                        "evaluation_interval": interval}
-    static["rule_files"] = [str((EXAMPLES / rule).resolve())
-                            for rule in static.get("rule_files", [])]
+    static["global"] = {
+        "scrape_interval": interval,
+        "scrape_timeout": interval,
+        "evaluation_interval": interval,
+    }
+    static["rule_files"] = [
+        str((EXAMPLES / rule).resolve()) for rule in static.get("rule_files", [])
+    ]
     module = None
     for job in static["scrape_configs"]:
         if job.get("metrics_path") != "/probe":
@@ -93,30 +99,40 @@ def prometheus_config(exporter_address: str, listed: list[str],
     return yaml.safe_dump(static, sort_keys=False), module
 
 
-def raw_samples(prometheus: PrometheusProcess, selector: str,
-                seconds: int) -> dict[tuple[tuple[str, str], ...], list[tuple[float, float]]]:
+def raw_samples(
+    prometheus: PrometheusProcess, selector: str, seconds: int
+) -> dict[tuple[tuple[str, str], ...], list[tuple[float, float]]]:
     """Every stored sample (timestamp, value) of the last `seconds`, by series."""
     data = prometheus.api("query", query=f"{selector}[{seconds}s]")
-    return {tuple(sorted((k, v) for k, v in r["metric"].items() if k != "__name__")):
-            [(float(t), float(v)) for t, v in r["values"]] for r in data["result"]}
+    return {
+        tuple(sorted((k, v) for k, v in r["metric"].items() if k != "__name__")): [
+            (float(t), float(v)) for t, v in r["values"]
+        ]
+        for r in data["result"]
+    }
 
 
-def series_by_job_and_instance(prometheus: PrometheusProcess,
-                               expr: str) -> dict[tuple[str, str], float]:
-    return {(dict(labels)["job"], dict(labels)["instance"]): v
-            for labels, v in prometheus.query(expr).items()}
+def series_by_job_and_instance(
+    prometheus: PrometheusProcess, expr: str
+) -> dict[tuple[str, str], float]:
+    return {
+        (dict(labels)["job"], dict(labels)["instance"]): v
+        for labels, v in prometheus.query(expr).items()
+    }
 
 
 def problems(prometheus: PrometheusProcess) -> dict[str, float]:
     _, _, text = http_get(f"{prometheus.url}/metrics")
-    found = {name: sum(v for (n, _), v in samples(text).items() if n == name)
-             for name in SCRAPE_PROBLEMS}
+    found = {
+        name: sum(v for (n, _), v in samples(text).items() if n == name) for name in SCRAPE_PROBLEMS
+    }
     assert "prometheus_target_scrapes_sample_duplicate_timestamp_total" in text
     return {name: v for name, v in found.items() if v}
 
 
 def test_prometheus_scrapes_a_real_fleet_through_the_exporter(
-        kamailio_factory: Callable[[], KamailioInstance], tmp_path: Path) -> None:
+    kamailio_factory: Callable[[], KamailioInstance], tmp_path: Path
+) -> None:
     require_binary("sipp")
     started = time.monotonic()
     kam_tcp, kam_unix, kam_dlg = kamailio_factory(), kamailio_factory(), kamailio_factory()
@@ -128,7 +144,8 @@ def test_prometheus_scrapes_a_real_fleet_through_the_exporter(
     exporter = ExporterProcess(config, "--log.format", "json")
     try:
         prometheus_yaml, static_module = prometheus_config(
-            f"127.0.0.1:{exporter.port}", ["kam-tcp", "kam-unix"], dlg_address)
+            f"127.0.0.1:{exporter.port}", ["kam-tcp", "kam-unix"], dlg_address
+        )
         module = static_module or "light"
         config.write_text(f"""
 [modules.{module}]
@@ -162,8 +179,9 @@ module = "{module}"
         assert status == 200, body
         prometheus = PrometheusProcess(tmp_path / "prometheus", prometheus_yaml)
         try:
-            run_fleet_checks(prometheus, exporter, kam_tcp, kam_unix, kam_dlg, dlg_address,
-                             tmp_path)
+            run_fleet_checks(
+                prometheus, exporter, kam_tcp, kam_unix, kam_dlg, dlg_address, tmp_path
+            )
         finally:
             prometheus_log = prometheus.log()
             prometheus.stop()
@@ -173,13 +191,20 @@ module = "{module}"
     print(f"\nend to end in {time.monotonic() - started:.1f} s")
 
 
-def run_fleet_checks(prometheus: PrometheusProcess, exporter: ExporterProcess,
-                     kam_tcp: KamailioInstance, kam_unix: KamailioInstance,
-                     kam_dlg: KamailioInstance, dlg_address: str, tmp_path: Path) -> None:
+def run_fleet_checks(
+    prometheus: PrometheusProcess,
+    exporter: ExporterProcess,
+    kam_tcp: KamailioInstance,
+    kam_unix: KamailioInstance,
+    kam_dlg: KamailioInstance,
+    dlg_address: str,
+    tmp_path: Path,
+) -> None:
     static_instances = {"kam-tcp", "kam-unix", dlg_address}
     sd_instances = {"kam-tcp", "kam-unix", "kam-dlg"}
-    expected_up = ({("kamailio", i) for i in static_instances}
-                   | {("kamailio-sd", i) for i in sd_instances})
+    expected_up = {("kamailio", i) for i in static_instances} | {
+        ("kamailio-sd", i) for i in sd_instances
+    }
 
     # Every target up, under its own name as instance, and the exporter's own job up.
     def all_up() -> bool:
@@ -187,15 +212,24 @@ def run_fleet_checks(prometheus: PrometheusProcess, exporter: ExporterProcess,
         return set(ups) == expected_up and all(v == 1.0 for v in ups.values())
 
     wait_until(all_up, 20.0, f"kamailio_up == 1 for {sorted(expected_up)}", interval=0.2)
-    wait_until(lambda: list(prometheus.query('up{job="kamailio-probe-exporter"}').values())
-               == [1.0], 5.0, "the exporter's own job to be up", interval=0.2)
-    wait_until(lambda: prometheus.query(
-        'kamailio_exporter_probes_total{job="kamailio-probe-exporter",result="success"}'),
-        10.0, "the exporter's own metrics")
+    wait_until(
+        lambda: list(prometheus.query('up{job="kamailio-probe-exporter"}').values()) == [1.0],
+        5.0,
+        "the exporter's own job to be up",
+        interval=0.2,
+    )
+    wait_until(
+        lambda: prometheus.query(
+            'kamailio_exporter_probes_total{job="kamailio-probe-exporter",result="success"}'
+        ),
+        10.0,
+        "the exporter's own metrics",
+    )
     targets = prometheus.targets()
     assert all(t["health"] == "up" and t["lastError"] == "" for t in targets), targets
-    sd_targets = {t["labels"]["instance"]: t for t in targets
-                  if t["labels"]["job"] == "kamailio-sd"}
+    sd_targets = {
+        t["labels"]["instance"]: t for t in targets if t["labels"]["job"] == "kamailio-sd"
+    }
     # The target's module and labels from /sd reach the scrape through the example's relabeling.
     assert "module=fleet" in sd_targets["kam-dlg"]["scrapeUrl"]
     assert "module=" not in sd_targets["kam-tcp"]["scrapeUrl"]
@@ -228,23 +262,36 @@ def run_fleet_checks(prometheus: PrometheusProcess, exporter: ExporterProcess,
     # Traffic: registrations on kam-tcp, rejected INVITEs on kam-unix, and calls through the
     # dispatcher of kam-dlg held long enough for Prometheus to see them as active dialogs.
     held: dict[str, SippRun] = {}
-    caller = threading.Thread(target=lambda: held.setdefault(
-        "run", Sipp(kam_dlg, tmp_path / "sipp-dlg").calls(HELD_CALLS, hold_ms=5000)))
+    caller = threading.Thread(
+        target=lambda: held.setdefault(
+            "run", Sipp(kam_dlg, tmp_path / "sipp-dlg").calls(HELD_CALLS, hold_ms=5000)
+        )
+    )
     caller.start()
     try:
         registers = Sipp(kam_tcp, tmp_path / "sipp-reg").register(REGISTERS)
         busy = Sipp(kam_unix, tmp_path / "sipp-busy").busy(BUSY_CALLS)
-        wait_until(lambda: prometheus.query(
-            f'kamailio_dialog_active_dialogs{{job="kamailio-sd",instance="kam-dlg"}} '
-            f"== {HELD_CALLS}"), 12.0, f"{HELD_CALLS} active dialogs in Prometheus",
-            interval=0.2)
+        wait_until(
+            lambda: prometheus.query(
+                f'kamailio_dialog_active_dialogs{{job="kamailio-sd",instance="kam-dlg"}} '
+                f"== {HELD_CALLS}"
+            ),
+            12.0,
+            f"{HELD_CALLS} active dialogs in Prometheus",
+            interval=0.2,
+        )
         assert prometheus.query(
-            f'kamailio_dlg_stats_active_ongoing{{instance="kam-dlg"}} == {HELD_CALLS}')
+            f'kamailio_dlg_stats_active_ongoing{{instance="kam-dlg"}} == {HELD_CALLS}'
+        )
     finally:
         caller.join(60)
     calls = held["run"]
-    expected = {"register": sent(registers, "REGISTER"), "accepted": REGISTERS,
-                "busy": sent(busy, "INVITE"), "calls": sent(calls, "INVITE")}
+    expected = {
+        "register": sent(registers, "REGISTER"),
+        "accepted": REGISTERS,
+        "busy": sent(busy, "INVITE"),
+        "calls": sent(calls, "INVITE"),
+    }
     assert expected["register"] >= REGISTERS
     assert expected["busy"] >= BUSY_CALLS
     assert expected["calls"] >= HELD_CALLS
@@ -255,11 +302,14 @@ def run_fleet_checks(prometheus: PrometheusProcess, exporter: ExporterProcess,
         now = settled()
         return now is not None and all(
             now[name][job] - before[name][job] == expected[name]
-            for name in counters for job in now[name])
+            for name in counters
+            for job in now[name]
+        )
 
     try:
-        wait_until(increased_as_sent, 10.0, "the counters to rise by the traffic sent",
-                   interval=0.2)
+        wait_until(
+            increased_as_sent, 10.0, "the counters to rise by the traffic sent", interval=0.2
+        )
     except AssertionError:
         raise AssertionError(f"sent {expected}, before {before}, now {current()}") from None
     assert problems(prometheus) == {}
@@ -270,22 +320,35 @@ def run_fleet_checks(prometheus: PrometheusProcess, exporter: ExporterProcess,
     assert value(metrics, "kamailio_exporter_probes_in_flight") == 0
 
 
-def stop_and_start_one(prometheus: PrometheusProcess, kamailio: KamailioInstance,
-                       expected_up: set[tuple[str, str]]) -> None:
+def stop_and_start_one(
+    prometheus: PrometheusProcess, kamailio: KamailioInstance, expected_up: set[tuple[str, str]]
+) -> None:
     """kam-tcp stops: 0 from the first scrape after, the others stay 1; it starts again: 1 from
     the first scrape after, with no 0 after that."""
     time.sleep(SCRAPE_INTERVAL)
     kamailio.stop()
     stopped = time.time()
-    wait_until(lambda: set(by_label(prometheus.query(
-        'kamailio_up{instance="kam-tcp"} == 0'), "job")) == {"kamailio", "kamailio-sd"},
-        3 * SCRAPE_INTERVAL, "kam-tcp to be down in both jobs", interval=0.1)
+    wait_until(
+        lambda: (
+            set(by_label(prometheus.query('kamailio_up{instance="kam-tcp"} == 0'), "job"))
+            == {"kamailio", "kamailio-sd"}
+        ),
+        3 * SCRAPE_INTERVAL,
+        "kam-tcp to be down in both jobs",
+        interval=0.1,
+    )
     time.sleep(2 * SCRAPE_INTERVAL)
     kamailio.start()
     restarted = time.time()
-    wait_until(lambda: set(by_label(prometheus.query(
-        'kamailio_up{instance="kam-tcp"} == 1'), "job")) == {"kamailio", "kamailio-sd"},
-        3 * SCRAPE_INTERVAL, "kam-tcp to be up again in both jobs", interval=0.1)
+    wait_until(
+        lambda: (
+            set(by_label(prometheus.query('kamailio_up{instance="kam-tcp"} == 1'), "job"))
+            == {"kamailio", "kamailio-sd"}
+        ),
+        3 * SCRAPE_INTERVAL,
+        "kam-tcp to be up again in both jobs",
+        interval=0.1,
+    )
     time.sleep(4 * SCRAPE_INTERVAL)
     ended = time.time()
 
@@ -309,4 +372,3 @@ def stop_and_start_one(prometheus: PrometheusProcess, kamailio: KamailioInstance
         assert up_again[0][0] - restarted <= SCRAPE_INTERVAL + 0.1, (key, restarted, points)
         assert all(v == 1.0 for _, v in up_again), (key, restarted, points)
         assert len(up_again) >= 3
-

@@ -90,20 +90,41 @@ def test_full_set_round_trips(openmetrics: bool) -> None:
 
 def tricky_families() -> list[MetricFamily]:
     values = MetricFamily(
-        "test_values", "gauge", 'Back\\slash, "quotes"\nand a newline', ("kind",),
-        [(("int",), 0), (("negative",), -1), (("big",), 2**64), (("fraction",), 1.5),
-         (("small",), 1e-7), (("large",), 1e20), (("inf",), math.inf), (("-inf",), -math.inf),
-         (("nan",), math.nan), (("bool",), True)],
+        "test_values",
+        "gauge",
+        'Back\\slash, "quotes"\nand a newline',
+        ("kind",),
+        [
+            (("int",), 0),
+            (("negative",), -1),
+            (("big",), 2**64),
+            (("fraction",), 1.5),
+            (("small",), 1e-7),
+            (("large",), 1e20),
+            (("inf",), math.inf),
+            (("-inf",), -math.inf),
+            (("nan",), math.nan),
+            (("bool",), True),
+        ],
     )
     labels = MetricFamily(
-        "test_labels", "untyped", "", ("a", "b"),
-        [(('q"uote', "back\\slash"), 1), (("new\nline", "%s %d {}"), 2), (("ünïcødé ✓", ""), 3),
-         (("plain", "\\n literal"), 4)],
+        "test_labels",
+        "untyped",
+        "",
+        ("a", "b"),
+        [
+            (('q"uote', "back\\slash"), 1),
+            (("new\nline", "%s %d {}"), 2),
+            (("ünïcødé ✓", ""), 3),
+            (("plain", "\\n literal"), 4),
+        ],
     )
-    one_label = MetricFamily("test_one_label", "counter", "Counts", ("path",),
-                             [(('C:\\dir "x"\n',), 5)])
-    no_total = MetricFamily("test_plain_counter", "counter", "A counter without _total", (),
-                            [((), 6)])
+    one_label = MetricFamily(
+        "test_one_label", "counter", "Counts", ("path",), [(('C:\\dir "x"\n',), 5)]
+    )
+    no_total = MetricFamily(
+        "test_plain_counter", "counter", "A counter without _total", (), [((), 6)]
+    )
     return [values, labels, one_label, no_total]
 
 
@@ -123,20 +144,26 @@ def test_text_format_lines() -> None:
     assert '# HELP test_values Back\\\\slash, "quotes"\\nand a newline\n' in text
     assert "# TYPE test_labels untyped\n" in text
     assert "# HELP test_labels" not in text  # no HELP line for an empty HELP
-    for line in ('test_values{kind="inf"} +Inf', 'test_values{kind="-inf"} -Inf',
-                 'test_values{kind="nan"} NaN', 'test_values{kind="int"} 0',
-                 'test_values{kind="big"} 18446744073709551616',
-                 'test_values{kind="small"} 1e-07', 'test_values{kind="bool"} 1',
-                 'test_labels{a="q\\"uote",b="back\\\\slash"} 1',
-                 'test_labels{a="new\\nline",b="%s %d {}"} 2',
-                 'test_one_label{path="C:\\\\dir \\"x\\"\\n"} 5',
-                 "test_plain_counter 6"):
+    for line in (
+        'test_values{kind="inf"} +Inf',
+        'test_values{kind="-inf"} -Inf',
+        'test_values{kind="nan"} NaN',
+        'test_values{kind="int"} 0',
+        'test_values{kind="big"} 18446744073709551616',
+        'test_values{kind="small"} 1e-07',
+        'test_values{kind="bool"} 1',
+        'test_labels{a="q\\"uote",b="back\\\\slash"} 1',
+        'test_labels{a="new\\nline",b="%s %d {}"} 2',
+        'test_one_label{path="C:\\\\dir \\"x\\"\\n"} 5',
+        "test_plain_counter 6",
+    ):
         assert line + "\n" in text
 
 
 def test_openmetrics_names_types_and_eof() -> None:
-    alias = MetricFamily("kamailio_bad_msg_hdr", "untyped", "old name", (), [((), 1)],
-                         text_format_only=True)
+    alias = MetricFamily(
+        "kamailio_bad_msg_hdr", "untyped", "old name", (), [((), 1)], text_format_only=True
+    )
     counter = MetricFamily("kamailio_bad_msg_hdr_total", "counter", "new name", (), [((), 1)])
     text = render_openmetrics([*tricky_families(), alias, counter]).decode()
     assert text.endswith("# EOF\n")
@@ -150,13 +177,16 @@ def test_openmetrics_names_types_and_eof() -> None:
 
 
 def histogram_families() -> list[MetricFamily]:
-    families, dropped = merge_exposition([], (
-        "# TYPE lat histogram\n"
-        'lat_bucket{op="a",le="0.500000"} 1\nlat_bucket{op="a",le="+Inf"} 3\n'
-        'lat_sum{op="a"} 2.5\nlat_count{op="a"} 3\n'
-        "# TYPE size summary\n"
-        'size{quantile="0.5"} 10\nsize_sum 30\nsize_count 3\n'
-    ))
+    families, dropped = merge_exposition(
+        [],
+        (
+            "# TYPE lat histogram\n"
+            'lat_bucket{op="a",le="0.500000"} 1\nlat_bucket{op="a",le="+Inf"} 3\n'
+            'lat_sum{op="a"} 2.5\nlat_count{op="a"} 3\n'
+            "# TYPE size summary\n"
+            'size{quantile="0.5"} 10\nsize_sum 30\nsize_count 3\n'
+        ),
+    )
     assert dropped == 0
     return families
 
@@ -176,31 +206,46 @@ def test_histograms_and_summaries_round_trip(openmetrics: bool) -> None:
 
 def test_format_value() -> None:
     assert [format_value(v) for v in (3, -3, 0.25, math.inf, -math.inf, math.nan, False)] == [
-        "3", "-3", "0.25", "+Inf", "-Inf", "NaN", "0"]
+        "3",
+        "-3",
+        "0.25",
+        "+Inf",
+        "-Inf",
+        "NaN",
+        "0",
+    ]
 
 
 def test_a_family_changing_shape_between_calls_renders_anew() -> None:
     first = MetricFamily("test_shape", "gauge", "one", ("a",), [(("x",), 1)])
     second = MetricFamily("test_shape", "counter", "two", ("a", "b"), [(("x", "y"), 2)])
     assert render_text([first]).decode() == (
-        '# HELP test_shape one\n# TYPE test_shape gauge\ntest_shape{a="x"} 1\n')
+        '# HELP test_shape one\n# TYPE test_shape gauge\ntest_shape{a="x"} 1\n'
+    )
     assert render_text([second]).decode() == (
-        '# HELP test_shape two\n# TYPE test_shape counter\ntest_shape{a="x",b="y"} 2\n')
+        '# HELP test_shape two\n# TYPE test_shape counter\ntest_shape{a="x",b="y"} 2\n'
+    )
 
 
-@pytest.mark.parametrize(("accept", "openmetrics"), [
-    (None, False),
-    ("", False),
-    ("text/plain;version=0.0.4", False),
-    ("application/openmetrics-text", True),
-    ("application/openmetrics-text; version=1.0.0; charset=utf-8", True),
-    # what Prometheus sends: OpenMetrics preferred
-    ("application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;"
-     "version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2", True),
-    ("application/openmetrics-text;version=0.0.1", False),
-    ("application/openmetrics-text;version=2.0.0", False),
-    ("text/html, application/json", False),
-])
+@pytest.mark.parametrize(
+    ("accept", "openmetrics"),
+    [
+        (None, False),
+        ("", False),
+        ("text/plain;version=0.0.4", False),
+        ("application/openmetrics-text", True),
+        ("application/openmetrics-text; version=1.0.0; charset=utf-8", True),
+        # what Prometheus sends: OpenMetrics preferred
+        (
+            "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;"
+            "version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2",
+            True,
+        ),
+        ("application/openmetrics-text;version=0.0.1", False),
+        ("application/openmetrics-text;version=2.0.0", False),
+        ("text/html, application/json", False),
+    ],
+)
 def test_negotiate(accept: str | None, openmetrics: bool) -> None:
     renderer, content_type = negotiate(accept)
     if openmetrics:
@@ -215,7 +260,10 @@ def test_promtool_finds_nothing_in_the_full_set() -> None:
             pytest.fail(f"{PROMTOOL} is missing (apt-get install prometheus)")
         pytest.skip(f"{PROMTOOL} is missing (apt-get install prometheus)")
     result = subprocess.run(
-        [PROMTOOL, "check", "metrics"], input=render_text(full_set_families()),
-        capture_output=True, timeout=60, check=False,
+        [PROMTOOL, "check", "metrics"],
+        input=render_text(full_set_families()),
+        capture_output=True,
+        timeout=60,
+        check=False,
     )
     assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")

@@ -33,22 +33,27 @@ RSS_SLACK_KIB = 12 * 1024
 DEBUG_SAYS = {
     Behaviour.SILENT: r"no complete answer within 0\.500s \(0 of \d+ replies received\)",
     Behaviour.HALF_REPLY: r"no complete answer within 0\.500s \(0 of \d+ replies and "
-                          r"[1-9]\d* bytes of the next received\)",
+    r"[1-9]\d* bytes of the next received\)",
     Behaviour.CLOSE_MID_REPLY: r"connection lost \(closed by the server\) with 0 of \d+ "
-                               r"replies and [1-9]\d* bytes of the next received",
+    r"replies and [1-9]\d* bytes of the next received",
     Behaviour.GARBAGE: r"bad magic byte 0x48 \(expected 0xA1\)",
     Behaviour.HUGE_LENGTH: r"packet of 2147483658 bytes exceeds the limit of 1048576 bytes",
     Behaviour.WRONG_COOKIE: r"reply cookie 0x[0-9a-f]+ does not match request cookie",
     Behaviour.DRIBBLE: r"no complete answer within 0\.500s \(0 of \d+ replies and "
-                       r"[1-9]\d* bytes of the next received\)",
+    r"[1-9]\d* bytes of the next received\)",
     Behaviour.RESET: r"(ECONNRESET|EPIPE) .*(before the first reply|right after connecting) "
-                     r"\(Kamailio at its limit of 128",
+    r"\(Kamailio at its limit of 128",
     Behaviour.EOF_AT_ONCE: r"(before the first reply|right after connecting) \(Kamailio at its "
-                           r"limit of 128",
+    r"limit of 128",
 }
 MISBEHAVIOURS = list(EXPECTED_STAGES)
-UNIX_SOAK = (Behaviour.SILENT, Behaviour.GARBAGE, Behaviour.CLOSE_MID_REPLY,
-             Behaviour.HUGE_LENGTH, Behaviour.EOF_AT_ONCE)
+UNIX_SOAK = (
+    Behaviour.SILENT,
+    Behaviour.GARBAGE,
+    Behaviour.CLOSE_MID_REPLY,
+    Behaviour.HUGE_LENGTH,
+    Behaviour.EOF_AT_ONCE,
+)
 
 
 @pytest.fixture(scope="module")
@@ -67,14 +72,18 @@ def named(hostile: HostileServer) -> dict[Behaviour, Listener]:
 
 
 @pytest.fixture(scope="module")
-def exporter(kamailio: KamailioInstance, hostile: HostileServer,
-             named: dict[Behaviour, Listener],
-             tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExporterProcess]:
+def exporter(
+    kamailio: KamailioInstance,
+    hostile: HostileServer,
+    named: dict[Behaviour, Listener],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ExporterProcess]:
     workdir = tmp_path_factory.mktemp("fault-exporter")
     listed = "".join(
         f'[[targets]]\nname = "{behaviour.value}"\naddress = "{listener.address}"\n'
         f"timeout = {TIMEOUT}\n\n"
-        for behaviour, listener in named.items())
+        for behaviour, listener in named.items()
+    )
     config = workdir / "targets.toml"
     config.write_text(f"""
 [modules.short]
@@ -120,8 +129,8 @@ def assert_healthy(exporter: ExporterProcess) -> None:
 
 @pytest.mark.parametrize("behaviour", MISBEHAVIOURS, ids=lambda b: b.value)
 def test_a_misbehaving_peer_fails_at_its_stage_and_leaves_nothing_behind(
-        exporter: ExporterProcess, named: dict[Behaviour, Listener],
-        behaviour: Behaviour) -> None:
+    exporter: ExporterProcess, named: dict[Behaviour, Listener], behaviour: Behaviour
+) -> None:
     listener = named[behaviour]
     body, elapsed = probe(exporter, behaviour.value, debug="true")
     assert "kamailio_up 0.0" in body, body
@@ -145,8 +154,9 @@ def test_a_misbehaving_peer_fails_at_its_stage_and_leaves_nothing_behind(
     wait_until(lambda: listener.open == 0, 2.0, "the exporter to close the connection")
 
 
-def test_a_unix_socket_whose_file_vanishes(exporter: ExporterProcess,
-                                           hostile: HostileServer) -> None:
+def test_a_unix_socket_whose_file_vanishes(
+    exporter: ExporterProcess, hostile: HostileServer
+) -> None:
     listener = hostile.listen(Behaviour.HEALTHY, unix=True)
     body, _ = probe(exporter, listener.address)
     assert value(body, "kamailio_up") == 1.0, body
@@ -169,7 +179,8 @@ def test_a_unix_socket_whose_file_vanishes(exporter: ExporterProcess,
 
 @pytest.mark.slow
 async def test_two_thousand_hostile_probes_leave_no_descriptors_or_memory_behind(
-        exporter: ExporterProcess, hostile: HostileServer) -> None:
+    exporter: ExporterProcess, hostile: HostileServer
+) -> None:
     listeners = [hostile.listen(b) for b in MISBEHAVIOURS for _ in range(3)]
     listeners += [hostile.listen(b, unix=True) for b in UNIX_SOAK for _ in range(2)]
     failures: list[str] = []
@@ -186,8 +197,9 @@ async def test_two_thousand_hostile_probes_leave_no_descriptors_or_memory_behind
             target = "kam" if healthy else listeners[index % len(listeners)].address
             async with limit:
                 started = time.monotonic()
-                async with session.get(f"{exporter.url}/probe",
-                                       params={"target": target}) as response:
+                async with session.get(
+                    f"{exporter.url}/probe", params={"target": target}
+                ) as response:
                     text = await response.text()
                 elapsed = time.monotonic() - started
             up = value(text, "kamailio_up") if response.status == 200 else None
@@ -215,12 +227,17 @@ async def test_two_thousand_hostile_probes_leave_no_descriptors_or_memory_behind
     duration = time.monotonic() - started
     await asyncio.to_thread(wait_until, settled, 5.0, "hostile connections to close")
     await asyncio.to_thread(
-        wait_until, lambda: exporter.fd_count() <= fds_before + FD_SLACK, 5.0,
-        "the exporter's descriptors to return to their level")
+        wait_until,
+        lambda: exporter.fd_count() <= fds_before + FD_SLACK,
+        5.0,
+        "the exporter's descriptors to return to their level",
+    )
     fds_after, rss_after = exporter.fd_count(), exporter.rss_kib()
-    print(f"\n{SOAK_PROBES} probes of {len(listeners)} hostile peers in {duration:.1f} s "
-          f"(longest probe {longest:.3f} s, slowest answer {slowest:.3f} s): "
-          f"fds {fds_before} -> {fds_after}, RSS {rss_before} -> {rss_after} KiB")
+    print(
+        f"\n{SOAK_PROBES} probes of {len(listeners)} hostile peers in {duration:.1f} s "
+        f"(longest probe {longest:.3f} s, slowest answer {slowest:.3f} s): "
+        f"fds {fds_before} -> {fds_after}, RSS {rss_before} -> {rss_after} KiB"
+    )
 
     assert failures == []
     assert longest < SOAK_TIMEOUT + 0.25

@@ -52,7 +52,8 @@ def test_the_checks_let_bugs_through_to_the_fuzzer(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(fuzz_oracles, "decode_values", crashing_decoder)
     with pytest.raises(IndexError):
         fuzz_oracles.check_body(b"\x10\x01")
-    monkeypatch.setattr(fuzz_oracles, "parse_address",
-                        lambda text: Address("tcp", host="a b", port=1))
+    monkeypatch.setattr(
+        fuzz_oracles, "parse_address", lambda text: Address("tcp", host="a b", port=1)
+    )
     with pytest.raises(OracleFailure, match="whitespace"):
         fuzz_oracles.check_address(b"tcp:a:1")

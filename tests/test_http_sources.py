@@ -25,8 +25,9 @@ async def big(request: web.Request) -> web.StreamResponse:
     response.content_type = "text/plain"
     await response.prepare(request)  # chunked, written in pieces
     for start in range(0, LINES, 500):
-        await response.write("".join(f"source_metric{{n=\"{n}\"}} {n}\n"
-                                     for n in range(start, start + 500)).encode())
+        await response.write(
+            "".join(f'source_metric{{n="{n}"}} {n}\n' for n in range(start, start + 500)).encode()
+        )
     await response.write_eof()
     return response
 
@@ -52,16 +53,22 @@ async def source() -> AsyncIterator[TestServer]:
 
 
 @pytest.fixture
-async def client(kamailio: KamailioInstance, source: TestServer, tmp_path: Path,
-                 aiohttp_client: ClientFactory) -> TestClient[Any, Any]:
+async def client(
+    kamailio: KamailioInstance, source: TestServer, tmp_path: Path, aiohttp_client: ClientFactory
+) -> TestClient[Any, Any]:
     base = f"http://127.0.0.1:{source.port}"
     config = tmp_path / "targets.toml"
-    config.write_text("".join(f"""
+    config.write_text(
+        "".join(
+            f"""
 [[targets]]
 name = "{name}"
 address = "{kamailio.unix}"
 xhttp_prom_url = "{base}/{name}"
-""" for name in ("big", "redirect", "huge")))
+"""
+            for name in ("big", "redirect", "huge")
+        )
+    )
     return await aiohttp_client(create_app(Exporter(Settings(config_file=str(config)))))
 
 
@@ -74,7 +81,8 @@ async def test_a_body_of_many_chunks_is_read_whole(client: TestClient[Any, Any])
 
 @pytest.mark.parametrize("name", ["redirect", "huge"])
 async def test_redirects_and_oversized_bodies_fail_the_source_only(
-        client: TestClient[Any, Any], name: str) -> None:
+    client: TestClient[Any, Any], name: str
+) -> None:
     response = await client.get("/probe", params={"target": name, "debug": "true"})
     text = await response.text()
     assert "kamailio_up 1" in text

@@ -40,8 +40,10 @@ class ConnectionWatcher:
         self._task: asyncio.Task[None] | None = None
 
     async def _watch(self) -> None:
-        connections = {name: await connect(parse_address(k.udp), timeout=2.0)
-                       for name, k in self.instances.items()}
+        connections = {
+            name: await connect(parse_address(k.udp), timeout=2.0)
+            for name, k in self.instances.items()
+        }
         try:
             while True:
                 for name, connection in connections.items():
@@ -68,12 +70,16 @@ class ConnectionWatcher:
 
 
 def collector_results(text: str) -> dict[str, float]:
-    return {dict(labels)["collector"]: v for (name, labels), v in samples(text).items()
-            if name == "kamailio_exporter_collector_success"}
+    return {
+        dict(labels)["collector"]: v
+        for (name, labels), v in samples(text).items()
+        if name == "kamailio_exporter_collector_success"
+    }
 
 
-async def fetch(session: aiohttp.ClientSession, url: str,
-                **params: str) -> tuple[int, dict[str, str], str, float]:
+async def fetch(
+    session: aiohttp.ClientSession, url: str, **params: str
+) -> tuple[int, dict[str, str], str, float]:
     started = time.monotonic()
     async with session.get(url, params=params) as response:
         text = await response.text()
@@ -95,8 +101,10 @@ def exporters(tmp_path: Path) -> Iterator[Callable[..., ExporterProcess]]:
 
 
 async def test_fifty_concurrent_probes_per_target_stay_within_the_pool_limit(
-        kamailio_factory: Callable[[], KamailioInstance], tmp_path: Path,
-        exporters: Callable[..., ExporterProcess]) -> None:
+    kamailio_factory: Callable[[], KamailioInstance],
+    tmp_path: Path,
+    exporters: Callable[..., ExporterProcess],
+) -> None:
     fleet = {name: kamailio_factory() for name in ("a", "b", "c")}
     config = tmp_path / "targets.toml"
     config.write_text(f"""
@@ -135,15 +143,22 @@ address = "{fleet["c"].unix}"
         watcher = ConnectionWatcher(fleet)
         async with watcher.watching():
             started = time.monotonic()
-            results = await asyncio.gather(*(
-                fetch(session, f"{exporter.url}/probe", target=target)
-                for target in targets for _ in range(CONCURRENCY)))
+            results = await asyncio.gather(
+                *(
+                    fetch(session, f"{exporter.url}/probe", target=target)
+                    for target in targets
+                    for _ in range(CONCURRENCY)
+                )
+            )
             duration = time.monotonic() - started
             await asyncio.sleep(0.05)  # one more sample after the last probe
-    print(f"\n{len(results)} concurrent probes in {duration:.2f} s; most ctl connections "
-          f"per Kamailio: {watcher.most} ({watcher.samples} samples)")
+    print(
+        f"\n{len(results)} concurrent probes in {duration:.2f} s; most ctl connections "
+        f"per Kamailio: {watcher.most} ({watcher.samples} samples)"
+    )
     for target, (status, _, text, _) in zip(
-            (t for t in targets for _ in range(CONCURRENCY)), results, strict=True):
+        (t for t in targets for _ in range(CONCURRENCY)), results, strict=True
+    ):
         assert status == 200
         assert value(text, "kamailio_up") == 1.0, text
         assert collector_results(text) == expected[target]
@@ -153,38 +168,41 @@ address = "{fleet["c"].unix}"
     assert sum(watcher.most.values()) < KAMAILIO_LIMIT // 8
     status, _, metrics = exporter.get("/metrics")
     assert value(metrics, "kamailio_exporter_pool_connections") <= 4 * PER_TARGET
-    assert value(metrics, "kamailio_exporter_probes_total", module="default",
-                 result="failure") == 0
+    assert value(metrics, "kamailio_exporter_probes_total", module="default", result="failure") == 0
 
 
 async def test_above_the_concurrency_limit_answers_503_at_once_without_a_queue(
-        tmp_path: Path, exporters: Callable[..., ExporterProcess]) -> None:
+    tmp_path: Path, exporters: Callable[..., ExporterProcess]
+) -> None:
     hostile = HostileServer(tmp_path)
     try:
         silent = hostile.listen(Behaviour.SILENT)
         config = tmp_path / "targets.toml"
-        config.write_text(f'[[targets]]\nname = "silent"\naddress = "{silent.address}"\n'
-                          "timeout = 3.0\n")
+        config.write_text(
+            f'[[targets]]\nname = "silent"\naddress = "{silent.address}"\ntimeout = 3.0\n'
+        )
         exporter = exporters(config, "--probe.max-concurrent", "8")
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(connector=connector) as session:
             url = f"{exporter.url}/probe"
-            holding = [asyncio.create_task(fetch(session, url, target="silent"))
-                       for _ in range(8)]
+            holding = [asyncio.create_task(fetch(session, url, target="silent")) for _ in range(8)]
             await asyncio.sleep(0.5)  # all 8 in flight, waiting for an answer never coming
             rss_before = exporter.rss_kib()
             started = time.monotonic()
             rejected = []
             for _ in range(10):  # 2,000 requests, 200 at a time
-                rejected += await asyncio.gather(*(fetch(session, url, target="silent")
-                                                   for _ in range(200)))
+                rejected += await asyncio.gather(
+                    *(fetch(session, url, target="silent") for _ in range(200))
+                )
             burst = time.monotonic() - started
             rss_after = exporter.rss_kib()
             held = await asyncio.gather(*holding)
     finally:
         hostile.stop()
-    print(f"\n2000 requests over the limit answered in {burst:.2f} s, slowest "
-          f"{max(r[3] for r in rejected):.3f} s; RSS {rss_before} -> {rss_after} KiB")
+    print(
+        f"\n2000 requests over the limit answered in {burst:.2f} s, slowest "
+        f"{max(r[3] for r in rejected):.3f} s; RSS {rss_before} -> {rss_after} KiB"
+    )
     assert {status for status, _, _, _ in rejected} == {503}
     assert all(headers.get("Retry-After") == "1" for _, headers, _, _ in rejected)
     assert max(elapsed for _, _, _, elapsed in rejected) < 1.0  # answered, not queued
@@ -224,8 +242,10 @@ address = "{kamailio.unix}"
 
 @pytest.mark.slow
 async def test_a_hundred_reloads_under_continuous_probing_fail_no_probe(
-        kamailio_factory: Callable[[], KamailioInstance], tmp_path: Path,
-        exporters: Callable[..., ExporterProcess]) -> None:
+    kamailio_factory: Callable[[], KamailioInstance],
+    tmp_path: Path,
+    exporters: Callable[..., ExporterProcess],
+) -> None:
     kamailio = kamailio_factory()
     config = tmp_path / "targets.toml"
     config.write_text(reload_config(kamailio, 0))
@@ -236,37 +256,46 @@ async def test_a_hundred_reloads_under_continuous_probing_fail_no_probe(
     async def keep_probing(session: aiohttp.ClientSession, target: str) -> None:
         while not stop.is_set():
             status, _, text, _ = await fetch(session, f"{exporter.url}/probe", target=target)
-            probes.append((target, status, value(text, "kamailio_up") if status == 200
-                           else None))
+            probes.append((target, status, value(text, "kamailio_up") if status == 200 else None))
 
     reload_results: list[tuple[bool, int, float | None]] = []
     watcher = ConnectionWatcher({"kam": kamailio})
     async with aiohttp.ClientSession() as session, watcher.watching():
-        probing = [asyncio.create_task(keep_probing(session, target))
-                   for target in ("kam-tcp", "kam-unix", "kam-tcp", "kam-unix")]
+        probing = [
+            asyncio.create_task(keep_probing(session, target))
+            for target in ("kam-tcp", "kam-unix", "kam-tcp", "kam-unix")
+        ]
         started = time.monotonic()
         for generation in range(1, RELOADS + 1):
             valid = generation % 2 == 0
-            config.write_text(reload_config(kamailio, generation) if valid
-                              else f"[[targets]]\nname = 'broken-{generation}'\n")
+            config.write_text(
+                reload_config(kamailio, generation)
+                if valid
+                else f"[[targets]]\nname = 'broken-{generation}'\n"
+            )
             async with session.post(f"{exporter.url}/-/reload") as response:
                 await response.read()
                 status = response.status
             async with session.get(f"{exporter.url}/metrics") as response:
                 metrics = await response.text()
-            reload_results.append((valid, status, value(
-                metrics, "kamailio_exporter_config_last_reload_successful")))
+            reload_results.append(
+                (valid, status, value(metrics, "kamailio_exporter_config_last_reload_successful"))
+            )
             await asyncio.sleep(0.02)
         duration = time.monotonic() - started
         await asyncio.sleep(0.3)
         stop.set()
         await asyncio.gather(*probing)
-    print(f"\n{RELOADS} reloads in {duration:.1f} s during {len(probes)} probes; "
-          f"most ctl connections: {watcher.most['kam']}")
-    assert [(valid, status) for valid, status, _ in reload_results] == \
-        [(g % 2 == 0, 200 if g % 2 == 0 else 500) for g in range(1, RELOADS + 1)]
-    assert [metric for _, _, metric in reload_results] == \
-        [1.0 if g % 2 == 0 else 0.0 for g in range(1, RELOADS + 1)]
+    print(
+        f"\n{RELOADS} reloads in {duration:.1f} s during {len(probes)} probes; "
+        f"most ctl connections: {watcher.most['kam']}"
+    )
+    assert [(valid, status) for valid, status, _ in reload_results] == [
+        (g % 2 == 0, 200 if g % 2 == 0 else 500) for g in range(1, RELOADS + 1)
+    ]
+    assert [metric for _, _, metric in reload_results] == [
+        1.0 if g % 2 == 0 else 0.0 for g in range(1, RELOADS + 1)
+    ]
     assert len(probes) > RELOADS
     assert [p for p in probes if p[1:] != (200, 1.0)] == []
     _, _, sd = exporter.get("/sd")

@@ -44,8 +44,11 @@ def test_xhttp_prom_merges_without_our_names_and_timestamps() -> None:
     merged, dropped = merge_exposition(full_set_families(), text)
     want = input_samples(text)
     # the exporter emits these names itself (statistics' dialog and usrloc families)
-    ours = {"kamailio_dialog_active_dialogs", "kamailio_dialog_early_dialogs",
-            "kamailio_usrloc_registered_users"}
+    ours = {
+        "kamailio_dialog_active_dialogs",
+        "kamailio_dialog_early_dialogs",
+        "kamailio_usrloc_registered_users",
+    }
     assert dropped == len(ours)
     assert output_samples(merged) == {key: v for key, v in want.items() if key[0] not in ours}
     assert {f.type for f in merged} == {"untyped"}
@@ -53,16 +56,19 @@ def test_xhttp_prom_merges_without_our_names_and_timestamps() -> None:
     assert merged[0].labelnames == ("method",)
     # their OpenMetrics names are those of our kamailio_dialog_*_dialogs_total counters
     assert sorted(f.name for f in merged if f.text_format_only) == [
-        "kamailio_dialog_expired_dialogs", "kamailio_dialog_failed_dialogs",
-        "kamailio_dialog_processed_dialogs"]
+        "kamailio_dialog_expired_dialogs",
+        "kamailio_dialog_failed_dialogs",
+        "kamailio_dialog_processed_dialogs",
+    ]
     rendered = render_text(merged).decode()
     assert "1795569123867" not in rendered
     list(parse_text(rendered))
     list(parse_openmetrics(render_openmetrics([*full_set_families(), *merged]).decode()))
 
 
-@pytest.mark.parametrize("name", ["rtpengine_metrics_idle.txt",
-                                  "rtpengine_metrics_during_calls.txt"])
+@pytest.mark.parametrize(
+    "name", ["rtpengine_metrics_idle.txt", "rtpengine_metrics_during_calls.txt"]
+)
 def test_rtpengine_families_are_joined_and_kept(name: str) -> None:
     text = scraped(name)
     merged, dropped = merge_exposition(full_set_families(), text)
@@ -82,7 +88,9 @@ def test_rtpengine_families_are_joined_and_kept(name: str) -> None:
         assert (requests.type, requests.labelnames) == ("counter", ("proxy", "request"))
         assert len(requests.samples) == len(by_name["rtpengine_request_seconds_total"].samples)
     assert (by_name["rtpengine_ports"].type, by_name["rtpengine_ports"].labelnames) == (
-        "gauge", ("name", "address"))
+        "gauge",
+        ("name", "address"),
+    )
     text_out = render_text(merged).decode()
     assert [m.name for m in parse_text(text_out)].count("rtpengine_sessions") == 2
     om_out = render_openmetrics(merged).decode()
@@ -91,63 +99,85 @@ def test_rtpengine_families_are_joined_and_kept(name: str) -> None:
 
 
 def test_families_we_emit_are_dropped_and_counted() -> None:
-    ours = [MetricFamily("kamailio_up", "gauge", "", (), [((), 1)]),
-            MetricFamily("kamailio_calls_total", "counter", "", (), [((), 1)])]
-    merged, dropped = merge_exposition(ours, (
-        'kamailio_up 0\n'
-        '# TYPE kamailio_calls counter\n'  # the OpenMetrics name of ours
-        'kamailio_calls_total{a="1"} 1\nkamailio_calls_total{a="2"} 2\n'
-        "kamailio_calls 7\n"  # our counter's OpenMetrics family name
-        "kamailio_other 3\n"
-    ))
+    ours = [
+        MetricFamily("kamailio_up", "gauge", "", (), [((), 1)]),
+        MetricFamily("kamailio_calls_total", "counter", "", (), [((), 1)]),
+    ]
+    merged, dropped = merge_exposition(
+        ours,
+        (
+            "kamailio_up 0\n"
+            "# TYPE kamailio_calls counter\n"  # the OpenMetrics name of ours
+            'kamailio_calls_total{a="1"} 1\nkamailio_calls_total{a="2"} 2\n'
+            "kamailio_calls 7\n"  # our counter's OpenMetrics family name
+            "kamailio_other 3\n"
+        ),
+    )
     assert dropped == 3
     assert [(f.name, f.text_format_only) for f in merged] == [
-        ("kamailio_calls", True), ("kamailio_other", False)]
+        ("kamailio_calls", True),
+        ("kamailio_other", False),
+    ]
 
 
 def test_repeated_series_are_dropped_and_counted() -> None:
-    merged, dropped = merge_exposition([], (
-        'x{a="1"} 1\nx{a="1"} 2 1795569123867\ny 1\nx{a="2"} 3\n'
-    ))
+    merged, dropped = merge_exposition(
+        [], ('x{a="1"} 1\nx{a="1"} 2 1795569123867\ny 1\nx{a="2"} 3\n')
+    )
     assert dropped == 1
     assert [(f.name, f.samples) for f in merged] == [
-        ("x", [(("1",), 1), (("2",), 3)]), ("y", [((), 1)])]
+        ("x", [(("1",), 1), (("2",), 3)]),
+        ("y", [((), 1)]),
+    ]
 
 
 def test_labels_missing_from_some_samples_are_empty() -> None:
     merged, _ = merge_exposition([], 'x{a="1"} 1\nx{b="2"} 2\n')
-    assert (merged[0].labelnames, merged[0].samples) == (("a", "b"), [(("1", ""), 1),
-                                                                      (("", "2"), 2)])
+    assert (merged[0].labelnames, merged[0].samples) == (
+        ("a", "b"),
+        [(("1", ""), 1), (("", "2"), 2)],
+    )
 
 
 def test_a_counter_is_named_with_total() -> None:
     merged, _ = merge_exposition([], "# HELP c Calls\n# TYPE c counter\nc 3\n")
     assert [(f.name, f.type, f.help, f.samples) for f in merged] == [
-        ("c_total", "counter", "Calls", [((), 3)])]
+        ("c_total", "counter", "Calls", [((), 3)])
+    ]
 
 
 def test_a_typed_histogram_stays_one() -> None:
-    text = ("# HELP lat Latency\n# TYPE lat histogram\n"
-            'lat_bucket{m="a",le="0.100000"} 1 1795569123867\n'
-            'lat_bucket{m="a",le="+Inf"} 2 1795569123867\n'
-            'lat_sum{m="a"} 0.3 1795569123867\nlat_count{m="a"} 2 1795569123867\n')
+    text = (
+        "# HELP lat Latency\n# TYPE lat histogram\n"
+        'lat_bucket{m="a",le="0.100000"} 1 1795569123867\n'
+        'lat_bucket{m="a",le="+Inf"} 2 1795569123867\n'
+        'lat_sum{m="a"} 0.3 1795569123867\nlat_count{m="a"} 2 1795569123867\n'
+    )
     merged, dropped = merge_exposition([], text)
     assert dropped == 0
     (lat,) = merged
     assert (lat.type, lat.labelnames, lat.suffixes) == (
-        "histogram", ("m", "le"), ["_bucket", "_bucket", "_sum", "_count"])
+        "histogram",
+        ("m", "le"),
+        ["_bucket", "_bucket", "_sum", "_count"],
+    )
     assert render_text(merged).decode() == (
         '# HELP lat Latency\n# TYPE lat histogram\nlat_bucket{m="a",le="0.1"} 1\n'
-        'lat_bucket{m="a",le="+Inf"} 2\nlat_sum{m="a"} 0.3\nlat_count{m="a"} 2\n')
+        'lat_bucket{m="a",le="+Inf"} 2\nlat_sum{m="a"} 0.3\nlat_count{m="a"} 2\n'
+    )
     list(parse_openmetrics(render_openmetrics(merged).decode()))
 
 
 def test_an_untyped_histogram_stays_in_pieces() -> None:
     # xhttp_prom before 6.1 prints no TYPE: the parts are untyped families of their own
-    merged, _ = merge_exposition([], (
-        'lat_bucket{le="0.100000"} 1\nlat_bucket{le="+Inf"} 2\nlat_sum 0.3\nlat_count 2\n'))
+    merged, _ = merge_exposition(
+        [], ('lat_bucket{le="0.100000"} 1\nlat_bucket{le="+Inf"} 2\nlat_sum 0.3\nlat_count 2\n')
+    )
     assert [(f.name, f.type) for f in merged] == [
-        ("lat_bucket", "untyped"), ("lat_sum", "untyped"), ("lat_count", "untyped")]
+        ("lat_bucket", "untyped"),
+        ("lat_sum", "untyped"),
+        ("lat_count", "untyped"),
+    ]
     assert merged[0].samples == [(("0.100000",), 1), (("+Inf",), 2)]
 
 
@@ -156,15 +186,18 @@ def test_empty_text_merges_nothing() -> None:
     assert merge_exposition([], "# NO User defined metrics\n\n") == ([], 0)
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("HTTP/1.1 200 OK\ncontent-type: text/plain\n\nx 1\n", "cannot parse"),
-    ("x{a=1} 1\n", "cannot parse"),
-    ('x{a="1" 1\n', "cannot parse"),
-    ("x 1 abc\n", "cannot parse"),
-    ("x one\n", "cannot parse"),
-    ('# TYPE h histogram\nh_bucket{le="x"} 1\n', "not a number"),
-    ('# TYPE h histogram\nh_bucket 1\n', "without le"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("HTTP/1.1 200 OK\ncontent-type: text/plain\n\nx 1\n", "cannot parse"),
+        ("x{a=1} 1\n", "cannot parse"),
+        ('x{a="1" 1\n', "cannot parse"),
+        ("x 1 abc\n", "cannot parse"),
+        ("x one\n", "cannot parse"),
+        ('# TYPE h histogram\nh_bucket{le="x"} 1\n', "not a number"),
+        ("# TYPE h histogram\nh_bucket 1\n", "without le"),
+    ],
+)
 def test_bad_text_raises(text: str, message: str) -> None:
     with pytest.raises(MergeError, match=message):
         merge_exposition([], text)

@@ -26,8 +26,11 @@ ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def value(text: str, name: str, **labels: str) -> float | None:
@@ -36,8 +39,9 @@ def value(text: str, name: str, **labels: str) -> float | None:
 
 
 @pytest.fixture
-async def client(kamailio: KamailioInstance, tmp_path: Path,
-                 aiohttp_client: ClientFactory) -> TestClient[Any, Any]:
+async def client(
+    kamailio: KamailioInstance, tmp_path: Path, aiohttp_client: ClientFactory
+) -> TestClient[Any, Any]:
     config = tmp_path / "targets.toml"
     config.write_text(f"""
 [modules.default]
@@ -67,7 +71,8 @@ async def rpc(kamailio: KamailioInstance, method: str, *params: str | int) -> An
 
 
 async def test_counters_move_by_exactly_the_traffic_sent(
-        client: TestClient[Any, Any], sipp: Sipp) -> None:
+    client: TestClient[Any, Any], sipp: Sipp
+) -> None:
     before = await probe(client)
     registers, calls, busy = 7, 4, 3
     await asyncio.to_thread(sipp.register, registers)
@@ -94,7 +99,8 @@ async def test_counters_move_by_exactly_the_traffic_sent(
 
 
 async def test_a_dead_probed_dispatcher_destination_reads_down(
-        client: TestClient[Any, Any], kamailio: KamailioInstance) -> None:
+    client: TestClient[Any, Any], kamailio: KamailioInstance
+) -> None:
     dead = f"sip:127.0.0.1:{kamailio.dispatcher_dead_port}"
     live = f"sip:127.0.0.1:{kamailio.dispatcher_live_port}"
     labels = {"set_id": "1", "set_name": ""}
@@ -104,8 +110,12 @@ async def test_a_dead_probed_dispatcher_destination_reads_down(
             break
         await asyncio.sleep(0.2)
     assert value(text, "kamailio_dispatcher_target_up", **labels, destination=dead) == 0.0
-    assert value(text, "kamailio_dispatcher_target_state", **labels, destination=dead,
-                 state="inactive") == 1.0
+    assert (
+        value(
+            text, "kamailio_dispatcher_target_state", **labels, destination=dead, state="inactive"
+        )
+        == 1.0
+    )
     assert value(text, "kamailio_dispatcher_target_up", **labels, destination=live) == 1.0
     assert value(text, "kamailio_dispatcher_target_weight", **labels, destination=live) == 50
 
@@ -124,7 +134,8 @@ class FakeRtpengine(asyncio.DatagramProtocol):
 
 
 async def test_rtpengine_down_then_up_is_reflected(
-        client: TestClient[Any, Any], kamailio: KamailioInstance) -> None:
+    client: TestClient[Any, Any], kamailio: KamailioInstance
+) -> None:
     url = f"udp:127.0.0.1:{kamailio.rtpengine_ng_port}"
     labels = {"url": url, "set": "0", "index": "0", "weight": "1"}
     await rpc(kamailio, "rtpengine.ping", "all")  # nothing listens: Kamailio marks it disabled
@@ -132,7 +143,8 @@ async def test_rtpengine_down_then_up_is_reflected(
     assert value(text, "kamailio_rtpengine_enabled", **labels) == 0.0
 
     transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
-        FakeRtpengine, local_addr=("127.0.0.1", kamailio.rtpengine_ng_port))
+        FakeRtpengine, local_addr=("127.0.0.1", kamailio.rtpengine_ng_port)
+    )
     try:
         # The first ping may read the ICMP error left by the failed one: try a few times.
         for _ in range(3):
@@ -159,23 +171,43 @@ def promtool() -> str:
 
 
 async def test_full_output_passes_promtool_and_parses_back(
-        client: TestClient[Any, Any], sipp: Sipp) -> None:
+    client: TestClient[Any, Any], sipp: Sipp
+) -> None:
     await asyncio.to_thread(sipp.register, 2)
     text = await probe(client)
     result = await asyncio.to_thread(
-        subprocess.run, [promtool(), "check", "metrics"], input=text, text=True,
-        capture_output=True, timeout=30)
+        subprocess.run,
+        [promtool(), "check", "metrics"],
+        input=text,
+        text=True,
+        capture_output=True,
+        timeout=30,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == ""
     assert result.stderr.strip() == ""
     parsed = samples(text)
     sample_lines = [line for line in text.splitlines() if line and not line.startswith("#")]
     assert len(parsed) == len(sample_lines)  # lossless: every line is one distinct sample
-    collectors = {dict(labels)["collector"]: v for (name, labels), v in parsed.items()
-                  if name == "kamailio_exporter_collector_success"}
+    collectors = {
+        dict(labels)["collector"]: v
+        for (name, labels), v in parsed.items()
+        if name == "kamailio_exporter_collector_success"
+    }
     # The harness Kamailio loads these modules; the others (dmq, uac) are skipped silently.
-    for name in ("stats", "pkg", "tcp_info", "core", "shmmem", "tm", "sl", "rtpengine",
-                 "dispatcher", "dialog", "htable"):
+    for name in (
+        "stats",
+        "pkg",
+        "tcp_info",
+        "core",
+        "shmmem",
+        "tm",
+        "sl",
+        "rtpengine",
+        "dispatcher",
+        "dialog",
+        "htable",
+    ):
         assert collectors.get(name) == 1.0, (name, collectors)
     assert "dmq" not in collectors
     assert "uac" not in collectors

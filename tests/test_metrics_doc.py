@@ -15,8 +15,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_metrics_md_is_up_to_date() -> None:
     result = subprocess.run(
-        [sys.executable, "scripts/gen_metrics_md.py", "--check"], cwd=ROOT,
-        capture_output=True, text=True, timeout=60, check=False,
+        [sys.executable, "scripts/gen_metrics_md.py", "--check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, result.stderr + " (run scripts/gen_metrics_md.py)"
 
@@ -35,6 +39,8 @@ def test_no_statistic_takes_a_probe_family_name() -> None:
     families = COLLECTORS["stats"].collect([[reply]], CollectorOptions())
     emitted = {family.name for family in families}
     assert emitted.isdisjoint(names)
-    dropped = {v[0]: n for v, n in next(
-        f for f in families if f.name == "kamailio_exporter_stats_dropped").samples}
+    dropped = {
+        v[0]: n
+        for v, n in next(f for f in families if f.name == "kamailio_exporter_stats_dropped").samples
+    }
     assert dropped["duplicate"] == len(names)

@@ -82,8 +82,9 @@ def forbidden(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Forbidden]:
 
 
 @pytest.fixture(scope="module")
-def guarded(forbidden: Forbidden, tmp_path_factory: pytest.TempPathFactory,
-            kamailio: KamailioInstance) -> Iterator[ExporterProcess]:
+def guarded(
+    forbidden: Forbidden, tmp_path_factory: pytest.TempPathFactory, kamailio: KamailioInstance
+) -> Iterator[ExporterProcess]:
     """An exporter whose rules admit 127.0.0.1 on the allowed port only, the allowed directory,
     networks no target here resolves into, and names `local*` on the allowed port."""
     config = tmp_path_factory.mktemp("guarded") / "targets.toml"
@@ -117,8 +118,9 @@ address = "tcp:local*:{forbidden.allowed_port}"
         process.stop()
 
 
-def raw_probe(exporter: ExporterProcess, query: str,
-              headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], str]:
+def raw_probe(
+    exporter: ExporterProcess, query: str, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], str]:
     """GET /probe?QUERY with the query exactly as given, no encoding added."""
     connection = http.client.HTTPConnection("127.0.0.1", exporter.port, timeout=10)
     try:
@@ -139,35 +141,66 @@ def forbidden_targets(f: Forbidden) -> list[str]:
     unix, inside = str(f.unix.path), f.inside.socket_dir
     outside_name = Path(unix).name
     plain = [
-        f"tcp:127.0.0.1:{p}", f"127.0.0.1:{p}", f"udp:127.0.0.1:{p}", f"TCP:127.0.0.1:{p}",
+        f"tcp:127.0.0.1:{p}",
+        f"127.0.0.1:{p}",
+        f"udp:127.0.0.1:{p}",
+        f"TCP:127.0.0.1:{p}",
         # names that resolve outside every network rule, or match no rule on this port
-        f"tcp:localhost:{p}", f"tcp:LOCALHOST:{p}", f"udp:localhost:{p}", f"localhost:{p}",
+        f"tcp:localhost:{p}",
+        f"tcp:LOCALHOST:{p}",
+        f"udp:localhost:{p}",
+        f"localhost:{p}",
         # numeric forms the C library reads as 127.0.0.1
-        f"tcp:127.1:{p}", f"tcp:2130706433:{p}", f"tcp:0x7f000001:{p}", f"tcp:0177.0.0.1:{p}",
-        f"tcp:127.000.000.001:{p}", f"tcp:0x7f.1:{p}",
+        f"tcp:127.1:{p}",
+        f"tcp:2130706433:{p}",
+        f"tcp:0x7f000001:{p}",
+        f"tcp:0177.0.0.1:{p}",
+        f"tcp:127.000.000.001:{p}",
+        f"tcp:0x7f.1:{p}",
         # IPv6 forms of the same address, and of other loopbacks and wildcards
-        f"tcp:[::ffff:127.0.0.1]:{p}", f"tcp:[::ffff:7f00:1]:{p}",
-        f"tcp:[0:0:0:0:0:ffff:7f00:1]:{p}", f"tcp:[::127.0.0.1]:{p}", f"tcp:[::1]:{p}",
-        f"tcp:[::]:{p}", f"tcp:0.0.0.0:{p}", f"tcp:[fe80::1%lo]:{p}",
-        f"tcp:[::ffff:127.0.0.1%lo]:{q}", f"tcp:[fd00::1%lo]:{p}",
+        f"tcp:[::ffff:127.0.0.1]:{p}",
+        f"tcp:[::ffff:7f00:1]:{p}",
+        f"tcp:[0:0:0:0:0:ffff:7f00:1]:{p}",
+        f"tcp:[::127.0.0.1]:{p}",
+        f"tcp:[::1]:{p}",
+        f"tcp:[::]:{p}",
+        f"tcp:0.0.0.0:{p}",
+        f"tcp:[fe80::1%lo]:{p}",
+        f"tcp:[::ffff:127.0.0.1%lo]:{q}",
+        f"tcp:[fd00::1%lo]:{p}",
         # an allowed address with something after it
-        f"tcp:127.0.0.1:{q}:{p}", f"tcp:127.0.0.1:{q}/{p}", f"tcp:127.0.0.1:{q}#{p}",
-        f"tcp:127.0.0.1:{q}\r\nX: {p}", f"tcp:127.0.0.1:{q}\x00{p}", f"tcp:127.0.0.1:+{p}",
-        f"tcp:127.0.0.1: {p}", f"tcp:127.0.0.1:{q} ",
+        f"tcp:127.0.0.1:{q}:{p}",
+        f"tcp:127.0.0.1:{q}/{p}",
+        f"tcp:127.0.0.1:{q}#{p}",
+        f"tcp:127.0.0.1:{q}\r\nX: {p}",
+        f"tcp:127.0.0.1:{q}\x00{p}",
+        f"tcp:127.0.0.1:+{p}",
+        f"tcp:127.0.0.1: {p}",
+        f"tcp:127.0.0.1:{q} ",
         "tcp:\uff11\uff12\uff17.\uff10.\uff10.\uff11:" + str(p),  # full-width digits
         # unix paths outside the allowed directory, directly or by '..' and friends
-        f"unix:{unix}", unix, f"unixs:{unix}", f"unixd:{unix}",
-        f"unix:{inside}/../{outside_name}", f"unix:{inside}/./../{outside_name}",
-        f"unix:{inside}/x/../../{outside_name}", f"unix:{inside}//../{outside_name}",
-        f"unix:{inside}/..", f"unix:{inside}/",
+        f"unix:{unix}",
+        unix,
+        f"unixs:{unix}",
+        f"unixd:{unix}",
+        f"unix:{inside}/../{outside_name}",
+        f"unix:{inside}/./../{outside_name}",
+        f"unix:{inside}/x/../../{outside_name}",
+        f"unix:{inside}//../{outside_name}",
+        f"unix:{inside}/..",
+        f"unix:{inside}/",
         # over-long values
-        "x" * 5000, f"tcp:127.0.0.1:{p}" + " " * 2000, "tcp:" + "a" * 300 + f":{p}",
+        "x" * 5000,
+        f"tcp:127.0.0.1:{p}" + " " * 2000,
+        "tcp:" + "a" * 300 + f":{p}",
         f"unix:{inside}/" + "a" * 200,
     ]
     encoded = [
         # encoded once more than a scraper does: the server decodes once, the exporter once more
-        f"target=tcp%253A127.0.0.1%253A{p}", f"target=tcp%25253A127.0.0.1%25253A{p}",
-        f"target=tcp%3A127.0.0.1%3A{p}", f"target=tcp:127.0.0.1%253A{p}",
+        f"target=tcp%253A127.0.0.1%253A{p}",
+        f"target=tcp%25253A127.0.0.1%25253A{p}",
+        f"target=tcp%3A127.0.0.1%3A{p}",
+        f"target=tcp:127.0.0.1%253A{p}",
         f"target=unix:{inside}/%252e%252e/{outside_name}",
         f"target=unix:{inside}/%2e%2e/{outside_name}",
         f"target=unix:{inside}%252F..%252F{outside_name}",
@@ -178,7 +211,8 @@ def forbidden_targets(f: Forbidden) -> list[str]:
 
 
 def test_no_spelling_of_a_forbidden_address_gets_a_connection(
-        guarded: ExporterProcess, forbidden: Forbidden) -> None:
+    guarded: ExporterProcess, forbidden: Forbidden
+) -> None:
     answers = []
     for query in forbidden_targets(forbidden):
         status, headers, body = raw_probe(guarded, query)
@@ -207,8 +241,9 @@ def test_no_spelling_of_a_forbidden_address_gets_a_connection(
     assert forbidden.tcp.accepted == 0
 
 
-def test_module_and_header_values_are_limited_and_not_echoed(guarded: ExporterProcess,
-                                                            forbidden: Forbidden) -> None:
+def test_module_and_header_values_are_limited_and_not_echoed(
+    guarded: ExporterProcess, forbidden: Forbidden
+) -> None:
     allowed = quoted(forbidden.allowed_tcp.address)
     cases = [
         (f"{allowed}&module={'m' * 2000}", {}),
@@ -233,8 +268,9 @@ def test_module_and_header_values_are_limited_and_not_echoed(guarded: ExporterPr
     assert status == 200, body  # and the exporter still serves
 
 
-def test_user_supplied_text_reaches_html_escaped_only(guarded: ExporterProcess,
-                                                      forbidden: Forbidden) -> None:
+def test_user_supplied_text_reaches_html_escaped_only(
+    guarded: ExporterProcess, forbidden: Forbidden
+) -> None:
     inside = forbidden.inside.socket_dir
     # An allowed (nonexistent) socket whose name is markup: the probe fails at connect and the
     # landing page lists it.
@@ -250,9 +286,14 @@ def test_user_supplied_text_reaches_html_escaped_only(guarded: ExporterProcess,
     assert "&quot;&gt;&lt;script&gt;alert(1)&lt;script&gt;&lt;b&gt;" in page
     assert not re.search(r"<(script|b>)", page, re.IGNORECASE)
     # Everything else that can carry user text is plain text or JSON, never HTML.
-    for path, params in (("/logs", {"target": f"unix:{inside}/{payload}"}),
-                         ("/logs", {"target": "<script>"}), ("/config", {}), ("/sd", {}),
-                         ("/probe", {"target": "<script>"}), ("/nope<script>", {})):
+    for path, params in (
+        ("/logs", {"target": f"unix:{inside}/{payload}"}),
+        ("/logs", {"target": "<script>"}),
+        ("/config", {}),
+        ("/sd", {}),
+        ("/probe", {"target": "<script>"}),
+        ("/nope<script>", {}),
+    ):
         _, headers, _ = guarded.get(path, **params)
         assert not headers["Content-Type"].startswith("text/html"), path
 
@@ -264,8 +305,9 @@ URL_PASSWORD = "hunter2-" + secrets.token_hex(4)
 
 
 @pytest.fixture(scope="module")
-def tls_exporter(kamailio: KamailioInstance,
-                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExporterProcess]:
+def tls_exporter(
+    kamailio: KamailioInstance, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ExporterProcess]:
     workdir = tmp_path_factory.mktemp("tls")
     cert, key = make_certificate(workdir)
     hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
@@ -273,7 +315,8 @@ def tls_exporter(kamailio: KamailioInstance,
     web_config.write_text(
         f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n"
         "http_server_config:\n  headers:\n    X-Content-Type-Options: nosniff\n"
-        f"basic_auth_users:\n  prometheus: '{hashed}'\n")
+        f"basic_auth_users:\n  prometheus: '{hashed}'\n"
+    )
     config = workdir / "targets.toml"
     config.write_text(f"""
 [[targets]]
@@ -285,8 +328,16 @@ name = "with-secret"
 address = "{kamailio.unix}"
 xhttp_prom_url = "http://scraper:{URL_PASSWORD}@127.0.0.1:1/metrics"
 """)
-    process = ExporterProcess(config, "--web.config.file", str(web_config), "--log.level",
-                              "debug", "--log.format", "json", scheme="https")
+    process = ExporterProcess(
+        config,
+        "--web.config.file",
+        str(web_config),
+        "--log.level",
+        "debug",
+        "--log.format",
+        "json",
+        scheme="https",
+    )
     process.cert = cert  # type: ignore[attr-defined]
     process.hashed = hashed  # type: ignore[attr-defined]
     try:
@@ -304,14 +355,29 @@ def test_basic_auth_policy_with_curl(tls_exporter: ExporterProcess) -> None:
     assert curl(*tls, f"{url}/-/healthy")[0] == 200
     assert curl(*tls, f"{url}/-/ready")[0] == 200
     # ...everything else asks, whatever the spelling of the path.
-    for path in ("/", "/metrics", "/probe?target=kam", "/probe?target=kam&debug=true", "/sd",
-                 "/config", "/logs?id=1", "/-/healthy/../metrics", "//metrics",
-                 "/-/ready/../config", "/%2D/healthy/../../metrics"):
+    for path in (
+        "/",
+        "/metrics",
+        "/probe?target=kam",
+        "/probe?target=kam&debug=true",
+        "/sd",
+        "/config",
+        "/logs?id=1",
+        "/-/healthy/../metrics",
+        "//metrics",
+        "/-/ready/../config",
+        "/%2D/healthy/../../metrics",
+    ):
         code, _ = curl(*tls, "--path-as-is", f"{url}{path}")
         assert code == 401, path
-    for wrong in (f"prometheus:{PASSWORD.upper()}", f"Prometheus:{PASSWORD}",
-                  f"prometheus:{PASSWORD}x", f"prometheus:{PASSWORD[:-1]}", "prometheus:",
-                  f":{PASSWORD}"):
+    for wrong in (
+        f"prometheus:{PASSWORD.upper()}",
+        f"Prometheus:{PASSWORD}",
+        f"prometheus:{PASSWORD}x",
+        f"prometheus:{PASSWORD[:-1]}",
+        "prometheus:",
+        f":{PASSWORD}",
+    ):
         assert curl(*tls, "-u", wrong, f"{url}/metrics")[0] == 401, wrong
     code, headers = curl(*tls, "-D", "-", "-o", "/dev/null", f"{url}/metrics")
     assert code == 401
@@ -328,39 +394,59 @@ def test_basic_auth_policy_with_curl(tls_exporter: ExporterProcess) -> None:
 
 @pytest.mark.slow
 def test_prometheus_scrapes_through_tls_and_basic_auth(
-        tls_exporter: ExporterProcess, tmp_path: Path) -> None:
+    tls_exporter: ExporterProcess, tmp_path: Path
+) -> None:
     cert = tls_exporter.cert  # type: ignore[attr-defined]
     address = f"127.0.0.1:{tls_exporter.port}"
 
     def job(name: str, password: str | None, **extra: object) -> dict[str, object]:
         spec: dict[str, object] = {
-            "job_name": name, "scheme": "https", "tls_config": {"ca_file": str(cert)},
-            "static_configs": [{"targets": [address]}], **extra}
+            "job_name": name,
+            "scheme": "https",
+            "tls_config": {"ca_file": str(cert)},
+            "static_configs": [{"targets": [address]}],
+            **extra,
+        }
         if password is not None:
             spec["basic_auth"] = {"username": "prometheus", "password": password}
         return spec
 
-    probe_job = job("kamailio", PASSWORD, metrics_path="/probe",
-                    static_configs=[{"targets": ["kam"]}],
-                    relabel_configs=[
-                        {"source_labels": ["__address__"], "target_label": "__param_target"},
-                        {"source_labels": ["__param_target"], "target_label": "instance"},
-                        {"target_label": "__address__", "replacement": address}])
-    config = yaml.safe_dump({
-        "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
-        "scrape_configs": [job("exporter", PASSWORD), probe_job,
-                           job("wrong-password", PASSWORD + "x"), job("no-auth", None)],
-    })
+    probe_job = job(
+        "kamailio",
+        PASSWORD,
+        metrics_path="/probe",
+        static_configs=[{"targets": ["kam"]}],
+        relabel_configs=[
+            {"source_labels": ["__address__"], "target_label": "__param_target"},
+            {"source_labels": ["__param_target"], "target_label": "instance"},
+            {"target_label": "__address__", "replacement": address},
+        ],
+    )
+    config = yaml.safe_dump(
+        {
+            "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
+            "scrape_configs": [
+                job("exporter", PASSWORD),
+                probe_job,
+                job("wrong-password", PASSWORD + "x"),
+                job("no-auth", None),
+            ],
+        }
+    )
     prometheus = PrometheusProcess(tmp_path / "prometheus", config)
     try:
+
         def scraped() -> dict[str, float] | None:
             ups = by_label(prometheus.query("up"), "job")
             return ups if len(ups) == 4 else None
 
         ups = wait_until(scraped, 15.0, "every job scraped once", interval=0.2)
         assert ups == {"exporter": 1.0, "kamailio": 1.0, "wrong-password": 0.0, "no-auth": 0.0}
-        wait_until(lambda: prometheus.query('kamailio_up{instance="kam"} == 1'), 5.0,
-                   "kamailio_up through TLS and basic auth")
+        wait_until(
+            lambda: prometheus.query('kamailio_up{instance="kam"} == 1'),
+            5.0,
+            "kamailio_up through TLS and basic auth",
+        )
         errors = {t["labels"]["job"]: t["lastError"] for t in prometheus.targets()}
         assert "401" in errors["wrong-password"]
         assert "401" in errors["no-auth"]
@@ -375,9 +461,18 @@ def test_no_secret_in_logs_debug_output_or_pages(tls_exporter: ExporterProcess) 
     url = tls_exporter.url
     tls = ["--cacert", str(tls_exporter.cert), "-u", f"prometheus:{PASSWORD}"]  # type: ignore[attr-defined]
     assert curl(*tls, "-u", "prometheus:not-the-password", f"{url}/metrics")[0] == 401
-    pages = [curl(*tls, f"{url}{path}") for path in (
-        "/probe?target=with-secret&debug=true", "/probe?target=with-secret", "/",
-        "/config", "/sd", "/logs?target=with-secret", "/metrics")]
+    pages = [
+        curl(*tls, f"{url}{path}")
+        for path in (
+            "/probe?target=with-secret&debug=true",
+            "/probe?target=with-secret",
+            "/",
+            "/config",
+            "/sd",
+            "/logs?target=with-secret",
+            "/metrics",
+        )
+    ]
     assert all(code == 200 for code, _ in pages), [code for code, _ in pages]
     debug = pages[0][1]
     assert "xhttp_prom" in debug  # the failing merge is reported...

@@ -91,8 +91,9 @@ address = "tcp:127.0.0.0/8:{kamailio.ctl_tcp_port}"
 
 
 @pytest.fixture
-async def service(kamailio: KamailioInstance, tmp_path: Path,
-                  aiohttp_client: ClientFactory) -> TestClient[Any, Any]:
+async def service(
+    kamailio: KamailioInstance, tmp_path: Path, aiohttp_client: ClientFactory
+) -> TestClient[Any, Any]:
     config = write_config(tmp_path / "targets.toml", kamailio)
     exporter = Exporter(Settings(config_file=str(config)))
     return await aiohttp_client(create_app(exporter))
@@ -115,15 +116,19 @@ async def test_listed_names_probe_kamailio_up(service: TestClient[Any, Any]) -> 
 
 async def test_module_selects_collectors(service: TestClient[Any, Any]) -> None:
     _, text = await probe(service, target="kam-unix")  # the target's module: stats only
-    collectors = {dict(labels)["collector"] for (name, labels) in samples(text)
-                  if name == "kamailio_exporter_collector_success"}
+    collectors = {
+        dict(labels)["collector"]
+        for (name, labels) in samples(text)
+        if name == "kamailio_exporter_collector_success"
+    }
     assert collectors == {"stats"}
     _, text = await probe(service, target="kam-unix", module="default")
     assert value(text, "kamailio_pkgmem_used", entry="0") is not None
 
 
-async def test_allowed_address_is_probed(service: TestClient[Any, Any],
-                                         kamailio: KamailioInstance) -> None:
+async def test_allowed_address_is_probed(
+    service: TestClient[Any, Any], kamailio: KamailioInstance
+) -> None:
     status, text = await probe(service, target=kamailio.tcp)
     assert status == 200
     assert value(text, "kamailio_up") == 1.0
@@ -140,10 +145,16 @@ async def test_xhttp_prom_is_merged_without_duplicates(service: TestClient[Any, 
 
 
 async def test_rejected_target_never_opens_a_socket(
-        service: TestClient[Any, Any], hung_server: ConnectionCounter) -> None:
+    service: TestClient[Any, Any], hung_server: ConnectionCounter
+) -> None:
     forbidden = f"tcp:127.0.0.1:{hung_server.port}"
-    for target in (forbidden, forbidden.replace(":", "%3A"), "unix:/etc/../run/x",
-                   f"tcp:localhost:{hung_server.port}", "x" * 5000):
+    for target in (
+        forbidden,
+        forbidden.replace(":", "%3A"),
+        "unix:/etc/../run/x",
+        f"tcp:localhost:{hung_server.port}",
+        "x" * 5000,
+    ):
         status, text = await probe(service, target=target)
         assert status in (400, 403), (target, status, text)
         assert "\n" not in text.strip()
@@ -154,13 +165,13 @@ async def test_bad_requests(service: TestClient[Any, Any]) -> None:
     assert (await service.get("/probe")).status == 400
     assert (await service.get("/probe?target=kam-tcp&target=kam-unix")).status == 400
     assert (await service.get("/probe?target=kam-tcp&module=nope")).status == 400
-    response = await service.get("/probe?target=kam-tcp",
-                                 headers={"X-Prometheus-Scrape-Timeout-Seconds": "soon"})
+    response = await service.get(
+        "/probe?target=kam-tcp", headers={"X-Prometheus-Scrape-Timeout-Seconds": "soon"}
+    )
     assert response.status == 400
 
 
-async def test_dead_target_is_http_200_up_0_stage_connect(
-        service: TestClient[Any, Any]) -> None:
+async def test_dead_target_is_http_200_up_0_stage_connect(service: TestClient[Any, Any]) -> None:
     started = time.monotonic()
     status, text = await probe(service, target="dead")
     assert status == 200
@@ -171,17 +182,25 @@ async def test_dead_target_is_http_200_up_0_stage_connect(
 
 
 async def test_hung_target_times_out_within_the_scrape_header_deadline(
-        kamailio: KamailioInstance, tmp_path: Path, aiohttp_client: ClientFactory,
-        hung_server: ConnectionCounter) -> None:
-    config = write_config(tmp_path / "targets.toml", kamailio, f"""
+    kamailio: KamailioInstance,
+    tmp_path: Path,
+    aiohttp_client: ClientFactory,
+    hung_server: ConnectionCounter,
+) -> None:
+    config = write_config(
+        tmp_path / "targets.toml",
+        kamailio,
+        f"""
 [[targets]]
 name = "hung"
 address = "tcp:127.0.0.1:{hung_server.port}"
-""")
+""",
+    )
     client = await aiohttp_client(create_app(Exporter(Settings(config_file=str(config)))))
     started = time.monotonic()
-    response = await client.get("/probe", params={"target": "hung"},
-                                headers={"X-Prometheus-Scrape-Timeout-Seconds": "1.2"})
+    response = await client.get(
+        "/probe", params={"target": "hung"}, headers={"X-Prometheus-Scrape-Timeout-Seconds": "1.2"}
+    )
     text = await response.text()
     elapsed = time.monotonic() - started
     assert response.status == 200
@@ -190,14 +209,15 @@ address = "tcp:127.0.0.1:{hung_server.port}"
     assert value(text, "kamailio_up") == 0.0
     assert value(text, "kamailio_probe_failure_info", stage="timeout") == 1.0
     # The broken connection was not kept: the next probe opens a new one.
-    await client.get("/probe", params={"target": "hung"},
-                     headers={"X-Prometheus-Scrape-Timeout-Seconds": "0.8"})
+    await client.get(
+        "/probe", params={"target": "hung"}, headers={"X-Prometheus-Scrape-Timeout-Seconds": "0.8"}
+    )
     assert hung_server.connections == 2
 
 
 async def test_restart_between_probes_gives_no_false_zero(
-        kamailio_factory: Callable[[], KamailioInstance], tmp_path: Path,
-        aiohttp_client: ClientFactory) -> None:
+    kamailio_factory: Callable[[], KamailioInstance], tmp_path: Path, aiohttp_client: ClientFactory
+) -> None:
     instance = kamailio_factory()
     config = write_config(tmp_path / "targets.toml", instance)
     client = await aiohttp_client(create_app(Exporter(Settings(config_file=str(config)))))
@@ -213,7 +233,8 @@ async def test_restart_between_probes_gives_no_false_zero(
 
 
 async def test_reload_with_a_broken_file_keeps_serving(
-        kamailio: KamailioInstance, tmp_path: Path, aiohttp_client: ClientFactory) -> None:
+    kamailio: KamailioInstance, tmp_path: Path, aiohttp_client: ClientFactory
+) -> None:
     path = write_config(tmp_path / "targets.toml", kamailio)
     good = path.read_text()
     client = await aiohttp_client(create_app(Exporter(Settings(config_file=str(path)))))
@@ -235,16 +256,24 @@ async def test_reload_with_a_broken_file_keeps_serving(
 
 
 async def test_overload_answers_503_at_once(
-        kamailio: KamailioInstance, tmp_path: Path, aiohttp_client: ClientFactory,
-        hung_server: ConnectionCounter) -> None:
-    config = write_config(tmp_path / "targets.toml", kamailio, f"""
+    kamailio: KamailioInstance,
+    tmp_path: Path,
+    aiohttp_client: ClientFactory,
+    hung_server: ConnectionCounter,
+) -> None:
+    config = write_config(
+        tmp_path / "targets.toml",
+        kamailio,
+        f"""
 [[targets]]
 name = "hung"
 address = "tcp:127.0.0.1:{hung_server.port}"
 timeout = 1.0
-""")
-    client = await aiohttp_client(create_app(Exporter(
-        Settings(config_file=str(config), max_concurrent=2))))
+""",
+    )
+    client = await aiohttp_client(
+        create_app(Exporter(Settings(config_file=str(config), max_concurrent=2)))
+    )
     slow = [asyncio.create_task(probe(client, target="hung")) for _ in range(2)]
     await asyncio.sleep(0.2)
     started = time.monotonic()
@@ -259,31 +288,44 @@ timeout = 1.0
 
 
 async def test_content_negotiation_and_gzip(service: TestClient[Any, Any]) -> None:
-    response = await service.get("/probe", params={"target": "kam-tcp"},
-                                 headers={"Accept": "application/openmetrics-text; "
-                                                    "version=1.0.0,text/plain;q=0.5",
-                                          "Accept-Encoding": "gzip"})
+    response = await service.get(
+        "/probe",
+        params={"target": "kam-tcp"},
+        headers={
+            "Accept": "application/openmetrics-text; version=1.0.0,text/plain;q=0.5",
+            "Accept-Encoding": "gzip",
+        },
+    )
     assert response.headers["Content-Type"].startswith("application/openmetrics-text")
     assert response.headers["Content-Encoding"] == "gzip"
     text = await response.text()  # aiohttp decompresses
     assert text.endswith("# EOF\n")
     families = {f.name: f for f in parse_om(text)}
     assert families["kamailio_up"].samples[0].value == 1.0
-    raw = await service.get("/probe", params={"target": "kam-tcp"},
-                            headers={"Accept-Encoding": "gzip"}, auto_decompress=False)
+    raw = await service.get(
+        "/probe",
+        params={"target": "kam-tcp"},
+        headers={"Accept-Encoding": "gzip"},
+        auto_decompress=False,
+    )
     assert gzip.decompress(await raw.read()).startswith(b"# HELP")
     plain = await service.get("/probe", params={"target": "kam-tcp"})
     assert plain.headers["Content-Type"].startswith("text/plain; version=0.0.4")
 
 
 async def test_debug_output_shows_logs_metrics_and_settings(
-        kamailio: KamailioInstance, tmp_path: Path, aiohttp_client: ClientFactory) -> None:
-    config = write_config(tmp_path / "targets.toml", kamailio, """
+    kamailio: KamailioInstance, tmp_path: Path, aiohttp_client: ClientFactory
+) -> None:
+    config = write_config(
+        tmp_path / "targets.toml",
+        kamailio,
+        """
 [[targets]]
 name = "with-secret"
 address = "tcp:127.0.0.1:1"
 xhttp_prom_url = "http://user:hunter2@127.0.0.1:1/metrics"
-""")
+""",
+    )
     client = await aiohttp_client(create_app(Exporter(Settings(config_file=str(config)))))
     response = await client.get("/probe", params={"target": "with-secret", "debug": "true"})
     text = await response.text()
@@ -310,16 +352,22 @@ async def test_self_metrics_carry_no_target_labels(service: TestClient[Any, Any]
     assert value(text, "kamailio_exporter_probes_total", module="default", result="success") == 1
     assert value(text, "kamailio_exporter_probes_total", module="default", result="failure") == 1
     assert value(text, "kamailio_exporter_probes_total", module="fast", result="success") == 0
-    assert value(text, "kamailio_exporter_build_info", version="0.1.0",
-                 python_version=__import__("platform").python_version()) == 1
+    assert (
+        value(
+            text,
+            "kamailio_exporter_build_info",
+            version="0.1.0",
+            python_version=__import__("platform").python_version(),
+        )
+        == 1
+    )
     assert value(text, "kamailio_exporter_probes_in_flight") == 0
     assert value(text, "kamailio_exporter_pool_connections") == 1
     assert "kam-tcp" not in text
     assert "process_cpu_seconds_total" in text
 
 
-async def test_service_discovery_lists_targets_with_labels(
-        service: TestClient[Any, Any]) -> None:
+async def test_service_discovery_lists_targets_with_labels(service: TestClient[Any, Any]) -> None:
     groups = await (await service.get("/sd")).json()
     by_target = {g["targets"][0]: g["labels"] for g in groups}
     assert set(by_target) == {"kam-tcp", "kam-unix", "dead"}

@@ -53,7 +53,8 @@ def write(path: Path, text: str) -> Path:
 
 
 def test_full_file_parses(tmp_path: Path) -> None:
-    config = WebConfig.parse(f"""
+    config = WebConfig.parse(
+        f"""
 tls_server_config:
   cert_file: tls/server.crt
   key_file: /etc/exporter/server.key
@@ -70,7 +71,9 @@ http_server_config:
     strict-transport-security: max-age=31536000
 basic_auth_users:
   prometheus: {HASH}
-""", base_dir=tmp_path)
+""",
+        base_dir=tmp_path,
+    )
     tls = config.tls
     assert tls is not None
     assert tls.cert_file == str(tmp_path / "tls/server.crt")
@@ -81,8 +84,10 @@ basic_auth_users:
     assert tls.cipher_suites == ("ECDHE-RSA-AES128-GCM-SHA256",)
     assert tls.prefer_server_cipher_suites is False
     assert config.files == (tls.cert_file, tls.key_file, tls.client_ca_file)
-    assert dict(config.headers) == {"X-Frame-Options": "deny",
-                                    "Strict-Transport-Security": "max-age=31536000"}
+    assert dict(config.headers) == {
+        "X-Frame-Options": "deny",
+        "Strict-Transport-Security": "max-age=31536000",
+    }
     assert dict(config.basic_auth_users) == {"prometheus": HASH.encode()}
     assert config.http2 is False
     assert HASH not in repr(config)
@@ -100,43 +105,59 @@ def test_empty_file_means_plain_http_without_auth(text: str) -> None:
 TLS = "tls_server_config:\n  cert_file: c.pem\n  key_file: k.pem\n"
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("- a\n", "the file: expected a mapping, got a list"),
-    ("nope: 1\n", "nope: unknown key"),
-    ("rate_limit: {interval: 1s, burst: 2}\n", "rate_limit: not supported"),
-    ("tls_server_config: {cert_file: c.pem}\n", "tls_server_config.key_file: missing"),
-    ("tls_server_config: {key_file: k.pem}\n", "tls_server_config.cert_file: missing"),
-    ("tls_server_config: {cert_file: c.pem, key_file: 5}\n",
-     "tls_server_config.key_file: expected a non-empty string, got an integer"),
-    (TLS + "  bogus: 1\n", "tls_server_config.bogus: unknown key"),
-    (TLS + "  cert: inline\n", "tls_server_config.cert: not supported (use cert_file)"),
-    (TLS + "  client_allowed_sans: [a]\n", "tls_server_config.client_allowed_sans: not supp"),
-    (TLS + "  curve_preferences: [X25519]\n", "tls_server_config.curve_preferences: not supp"),
-    (TLS + "  client_auth_type: RequireAnyClientCert\n", "RequireAnyClientCert is not supported"),
-    (TLS + "  client_auth_type: RequestClientCert\n", "RequestClientCert is not supported"),
-    (TLS + "  client_auth_type: Always\n", "client_auth_type: 'Always' is not one of"),
-    (TLS + "  client_auth_type: RequireAndVerifyClientCert\n",
-     "RequireAndVerifyClientCert needs client_ca_file"),
-    (TLS + "  client_ca_file: ca.pem\n", "client_auth_type is NoClientCert"),
-    (TLS + "  client_auth_type: VerifyClientCertIfGiven\n  client_ca_file: a\n  client_ca: b\n",
-     "client_ca_file or client_ca, not both"),
-    (TLS + "  min_version: TLS14\n", "tls_server_config.min_version: 'TLS14' is not one of"),
-    (TLS + "  min_version: TLS13\n  max_version: TLS12\n", "max_version is lower than min"),
-    (TLS + "  cipher_suites: [TLS_RSA_WITH_RC4_128_SHA]\n", "cipher_suites[0]: 'TLS_RSA_WITH_RC4"),
-    (TLS + "  cipher_suites: TLS_AES_128_GCM_SHA256\n", "cipher_suites: expected a list"),
-    (TLS + "  prefer_server_cipher_suites: 'yes'\n", "expected true or false, got a string"),
-    ("http_server_config: {http2: 1}\n", "http_server_config.http2: expected true or false"),
-    ("http_server_config: {gzip: true}\n", "http_server_config.gzip: unknown key"),
-    ("http_server_config: {headers: {X-Powered-By: me}}\n", "X-Powered-By: this header cannot"),
-    ("http_server_config: {headers: {X-Frame-Options: allow}}\n", "'allow' is not one of"),
-    ("http_server_config: {headers: {X-Content-Type-Options: sniff}}\n", "is not one of"),
-    ("basic_auth_users: {alice: plaintext}\n", "basic_auth_users.alice: not a bcrypt hash"),
-    ("basic_auth_users: [alice]\n", "basic_auth_users: expected a mapping"),
-    ("basic_auth_users: {1: x}\n", "basic_auth_users: keys must be strings, got an integer"),
-    (f"basic_auth_users: {{'a:b': '{HASH}'}}\n", "user name 'a:b' is empty or contains ':'"),
-    ("http_server_config: {}\nhttp_server_config: {}\n", "line 2, column 1: key 'http_server"),
-    ("tls_server_config: [\n", "line 2, column 1:"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("- a\n", "the file: expected a mapping, got a list"),
+        ("nope: 1\n", "nope: unknown key"),
+        ("rate_limit: {interval: 1s, burst: 2}\n", "rate_limit: not supported"),
+        ("tls_server_config: {cert_file: c.pem}\n", "tls_server_config.key_file: missing"),
+        ("tls_server_config: {key_file: k.pem}\n", "tls_server_config.cert_file: missing"),
+        (
+            "tls_server_config: {cert_file: c.pem, key_file: 5}\n",
+            "tls_server_config.key_file: expected a non-empty string, got an integer",
+        ),
+        (TLS + "  bogus: 1\n", "tls_server_config.bogus: unknown key"),
+        (TLS + "  cert: inline\n", "tls_server_config.cert: not supported (use cert_file)"),
+        (TLS + "  client_allowed_sans: [a]\n", "tls_server_config.client_allowed_sans: not supp"),
+        (TLS + "  curve_preferences: [X25519]\n", "tls_server_config.curve_preferences: not supp"),
+        (
+            TLS + "  client_auth_type: RequireAnyClientCert\n",
+            "RequireAnyClientCert is not supported",
+        ),
+        (TLS + "  client_auth_type: RequestClientCert\n", "RequestClientCert is not supported"),
+        (TLS + "  client_auth_type: Always\n", "client_auth_type: 'Always' is not one of"),
+        (
+            TLS + "  client_auth_type: RequireAndVerifyClientCert\n",
+            "RequireAndVerifyClientCert needs client_ca_file",
+        ),
+        (TLS + "  client_ca_file: ca.pem\n", "client_auth_type is NoClientCert"),
+        (
+            TLS
+            + "  client_auth_type: VerifyClientCertIfGiven\n  client_ca_file: a\n  client_ca: b\n",
+            "client_ca_file or client_ca, not both",
+        ),
+        (TLS + "  min_version: TLS14\n", "tls_server_config.min_version: 'TLS14' is not one of"),
+        (TLS + "  min_version: TLS13\n  max_version: TLS12\n", "max_version is lower than min"),
+        (
+            TLS + "  cipher_suites: [TLS_RSA_WITH_RC4_128_SHA]\n",
+            "cipher_suites[0]: 'TLS_RSA_WITH_RC4",
+        ),
+        (TLS + "  cipher_suites: TLS_AES_128_GCM_SHA256\n", "cipher_suites: expected a list"),
+        (TLS + "  prefer_server_cipher_suites: 'yes'\n", "expected true or false, got a string"),
+        ("http_server_config: {http2: 1}\n", "http_server_config.http2: expected true or false"),
+        ("http_server_config: {gzip: true}\n", "http_server_config.gzip: unknown key"),
+        ("http_server_config: {headers: {X-Powered-By: me}}\n", "X-Powered-By: this header cannot"),
+        ("http_server_config: {headers: {X-Frame-Options: allow}}\n", "'allow' is not one of"),
+        ("http_server_config: {headers: {X-Content-Type-Options: sniff}}\n", "is not one of"),
+        ("basic_auth_users: {alice: plaintext}\n", "basic_auth_users.alice: not a bcrypt hash"),
+        ("basic_auth_users: [alice]\n", "basic_auth_users: expected a mapping"),
+        ("basic_auth_users: {1: x}\n", "basic_auth_users: keys must be strings, got an integer"),
+        (f"basic_auth_users: {{'a:b': '{HASH}'}}\n", "user name 'a:b' is empty or contains ':'"),
+        ("http_server_config: {}\nhttp_server_config: {}\n", "line 2, column 1: key 'http_server"),
+        ("tls_server_config: [\n", "line 2, column 1:"),
+    ],
+)
 def test_invalid_files_name_the_key(text: str, message: str) -> None:
     with pytest.raises(WebConfigError) as caught:
         WebConfig.parse(text)
@@ -189,13 +210,16 @@ def make_app(holder: WebConfigHolder) -> web.Application:
 
 @pytest.fixture
 def auth_file(tmp_path: Path) -> Path:
-    return write(tmp_path / "web.yml", f"""
+    return write(
+        tmp_path / "web.yml",
+        f"""
 http_server_config:
   headers:
     X-Content-Type-Options: nosniff
 basic_auth_users:
   prometheus: {HASH}
-""")
+""",
+    )
 
 
 @dataclass
@@ -218,9 +242,14 @@ def bcrypt_calls(monkeypatch: pytest.MonkeyPatch) -> CheckCounter:
 
 async def test_basic_auth_required(aiohttp_client: ClientFactory, auth_file: Path) -> None:
     client = await aiohttp_client(make_app(WebConfigHolder(auth_file)))
-    for headers in ({}, basic("prometheus", "wrong"), basic("nobody", PASSWORD),
-                    {"Authorization": "Basic !!!"}, {"Authorization": "Bearer abc"},
-                    {"Authorization": "Basic " + base64.b64encode(b"no-colon").decode()}):
+    for headers in (
+        {},
+        basic("prometheus", "wrong"),
+        basic("nobody", PASSWORD),
+        {"Authorization": "Basic !!!"},
+        {"Authorization": "Bearer abc"},
+        {"Authorization": "Basic " + base64.b64encode(b"no-colon").decode()},
+    ):
         response = await client.get("/metrics", headers=headers)
         assert response.status == 401, headers
         assert response.headers["WWW-Authenticate"] == "Basic"
@@ -231,8 +260,7 @@ async def test_basic_auth_required(aiohttp_client: ClientFactory, auth_file: Pat
     assert response.headers["X-Content-Type-Options"] == "nosniff"
 
 
-async def test_health_endpoints_stay_open(aiohttp_client: ClientFactory,
-                                          auth_file: Path) -> None:
+async def test_health_endpoints_stay_open(aiohttp_client: ClientFactory, auth_file: Path) -> None:
     client = await aiohttp_client(make_app(WebConfigHolder(auth_file)))
     for path in ("/-/healthy", "/-/ready"):
         response = await client.get(path)
@@ -243,16 +271,18 @@ async def test_health_endpoints_stay_open(aiohttp_client: ClientFactory,
         assert (await client.get(path)).status == 401, path
 
 
-async def test_http_exceptions_get_the_headers(aiohttp_client: ClientFactory,
-                                               auth_file: Path) -> None:
+async def test_http_exceptions_get_the_headers(
+    aiohttp_client: ClientFactory, auth_file: Path
+) -> None:
     client = await aiohttp_client(make_app(WebConfigHolder(auth_file)))
     response = await client.get("/missing", headers=basic("prometheus", PASSWORD))
     assert response.status == 404
     assert response.headers["X-Content-Type-Options"] == "nosniff"
 
 
-async def test_successful_checks_are_cached(aiohttp_client: ClientFactory, auth_file: Path,
-                                            bcrypt_calls: CheckCounter) -> None:
+async def test_successful_checks_are_cached(
+    aiohttp_client: ClientFactory, auth_file: Path, bcrypt_calls: CheckCounter
+) -> None:
     client = await aiohttp_client(make_app(WebConfigHolder(auth_file)))
     for _ in range(3):
         assert (await client.get("/probe", headers=basic("prometheus", PASSWORD))).status == 200
@@ -268,7 +298,8 @@ async def test_successful_checks_are_cached(aiohttp_client: ClientFactory, auth_
 
 
 async def test_a_flood_of_wrong_credentials_is_refused_not_queued(
-        auth_file: Path, bcrypt_calls: CheckCounter) -> None:
+    auth_file: Path, bcrypt_calls: CheckCounter
+) -> None:
     holder = WebConfigHolder(auth_file)
     wrong = basic("prometheus", "wrong")["Authorization"]
     results = await asyncio.gather(*(holder.check_basic_auth(wrong) for _ in range(50)))
@@ -280,7 +311,8 @@ async def test_a_flood_of_wrong_credentials_is_refused_not_queued(
 
 
 async def test_password_over_72_bytes_is_cut_like_bcrypt_does(
-        aiohttp_client: ClientFactory, tmp_path: Path) -> None:
+    aiohttp_client: ClientFactory, tmp_path: Path
+) -> None:
     long_password = "p" * 72
     hashed = bcrypt.hashpw(long_password.encode(), bcrypt.gensalt(rounds=4)).decode()
     path = write(tmp_path / "web.yml", f"basic_auth_users: {{u: '{hashed}'}}\n")
@@ -290,8 +322,10 @@ async def test_password_over_72_bytes_is_cut_like_bcrypt_does(
 
 
 async def test_no_users_means_no_auth(aiohttp_client: ClientFactory, tmp_path: Path) -> None:
-    path = write(tmp_path / "web.yml", "http_server_config:\n  headers:\n"
-                 "    Content-Security-Policy: default-src 'none'\n")
+    path = write(
+        tmp_path / "web.yml",
+        "http_server_config:\n  headers:\n    Content-Security-Policy: default-src 'none'\n",
+    )
     client = await aiohttp_client(make_app(WebConfigHolder(path)))
     response = await client.get("/metrics")
     assert response.status == 200
@@ -301,8 +335,8 @@ async def test_no_users_means_no_auth(aiohttp_client: ClientFactory, tmp_path: P
 
 
 async def test_password_rotation_needs_no_restart(
-        aiohttp_client: ClientFactory, auth_file: Path,
-        caplog: pytest.LogCaptureFixture) -> None:
+    aiohttp_client: ClientFactory, auth_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     holder = WebConfigHolder(auth_file, check_interval=0.0)
     client = await aiohttp_client(make_app(holder))
     assert (await client.get("/probe", headers=basic("prometheus", PASSWORD))).status == 200
@@ -322,8 +356,9 @@ async def test_password_rotation_needs_no_restart(
     assert "rotated" not in caplog.text
 
 
-async def test_changes_are_checked_at_most_once_per_interval(tmp_path: Path,
-                                                             auth_file: Path) -> None:
+async def test_changes_are_checked_at_most_once_per_interval(
+    tmp_path: Path, auth_file: Path
+) -> None:
     holder = WebConfigHolder(auth_file, check_interval=3600.0)
     write(auth_file, "basic_auth_users: {}\n")
     assert holder.maybe_reload() is False
@@ -356,27 +391,72 @@ class Pki:
 
 
 def _openssl(directory: Path, *args: str) -> None:
-    subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True,
-                   timeout=60)
+    subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True, timeout=60)
 
 
 def _new_ca(directory: Path, name: str) -> tuple[Path, Path]:
-    _openssl(directory, "req", "-x509", "-newkey", "ec", "-pkeyopt",
-             "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj", f"/CN={name}",
-             "-keyout", f"{name}.key", "-out", f"{name}.crt")
+    _openssl(
+        directory,
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        f"/CN={name}",
+        "-keyout",
+        f"{name}.key",
+        "-out",
+        f"{name}.crt",
+    )
     return directory / f"{name}.crt", directory / f"{name}.key"
 
 
-def _new_leaf(directory: Path, name: str, ca: tuple[Path, Path], extensions: str,
-              serial: int) -> tuple[Path, Path]:
+def _new_leaf(
+    directory: Path, name: str, ca: tuple[Path, Path], extensions: str, serial: int
+) -> tuple[Path, Path]:
     (directory / f"{name}.ext").write_text(
-        "basicConstraints=CA:FALSE\nauthorityKeyIdentifier=keyid,issuer\n" + extensions)
-    _openssl(directory, "req", "-new", "-newkey", "ec", "-pkeyopt",
-             "ec_paramgen_curve:prime256v1", "-nodes", "-subj", f"/CN={name}",
-             "-keyout", f"{name}.key", "-out", f"{name}.csr")
-    _openssl(directory, "x509", "-req", "-in", f"{name}.csr", "-CA", str(ca[0]),
-             "-CAkey", str(ca[1]), "-set_serial", str(serial), "-days", "2",
-             "-extfile", f"{name}.ext", "-out", f"{name}.crt")
+        "basicConstraints=CA:FALSE\nauthorityKeyIdentifier=keyid,issuer\n" + extensions
+    )
+    _openssl(
+        directory,
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-subj",
+        f"/CN={name}",
+        "-keyout",
+        f"{name}.key",
+        "-out",
+        f"{name}.csr",
+    )
+    _openssl(
+        directory,
+        "x509",
+        "-req",
+        "-in",
+        f"{name}.csr",
+        "-CA",
+        str(ca[0]),
+        "-CAkey",
+        str(ca[1]),
+        "-set_serial",
+        str(serial),
+        "-days",
+        "2",
+        "-extfile",
+        f"{name}.ext",
+        "-out",
+        f"{name}.crt",
+    )
     return directory / f"{name}.crt", directory / f"{name}.key"
 
 
@@ -426,8 +506,9 @@ async def serve() -> Any:
         await runner.cleanup()
 
 
-def client_context(pki: Pki, with_cert: Path | None = None,
-                   with_key: Path | None = None) -> ssl.SSLContext:
+def client_context(
+    pki: Pki, with_cert: Path | None = None, with_key: Path | None = None
+) -> ssl.SSLContext:
     context = ssl.create_default_context(cafile=str(pki.ca))
     if with_cert is not None:
         context.load_cert_chain(with_cert, with_key)
@@ -436,8 +517,10 @@ def client_context(pki: Pki, with_cert: Path | None = None,
 
 async def get(url: str, context: ssl.SSLContext, **kwargs: Any) -> tuple[int, str]:
     connector = aiohttp.TCPConnector(ssl=context, force_close=True)
-    async with aiohttp.ClientSession(connector=connector) as session, \
-            session.get(url, timeout=aiohttp.ClientTimeout(total=10), **kwargs) as response:
+    async with (
+        aiohttp.ClientSession(connector=connector) as session,
+        session.get(url, timeout=aiohttp.ClientTimeout(total=10), **kwargs) as response,
+    ):
         return response.status, await response.text()
 
 
@@ -445,7 +528,8 @@ async def served_certificate(url: str, context: ssl.SSLContext) -> str:
     """The common name of the certificate the server presents on a new connection."""
     port = int(url.rsplit(":", 1)[1])
     _reader, writer = await asyncio.wait_for(
-        asyncio.open_connection("127.0.0.1", port, ssl=context), 10)
+        asyncio.open_connection("127.0.0.1", port, ssl=context), 10
+    )
     try:
         subject = dict(item[0] for item in writer.get_extra_info("peercert")["subject"])
         return str(subject["commonName"])
@@ -455,8 +539,10 @@ async def served_certificate(url: str, context: ssl.SSLContext) -> str:
 
 
 def tls_config(directory: Path, extra: str = "") -> Path:
-    return write(directory / "web.yml", "tls_server_config:\n  cert_file: server.crt\n"
-                 "  key_file: server.key\n" + extra)
+    return write(
+        directory / "web.yml",
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n" + extra,
+    )
 
 
 async def test_https_with_basic_auth(serve: Serve, pki: Pki, tls_dir: Path) -> None:
@@ -464,15 +550,13 @@ async def test_https_with_basic_auth(serve: Serve, pki: Pki, tls_dir: Path) -> N
     url = await serve(holder)
     context = client_context(pki)
     assert await get(url + "/metrics", context) == (401, "Unauthorized\n")
-    assert await get(url + "/metrics", context,
-                     headers=basic("prom", PASSWORD)) == (200, "hello")
+    assert await get(url + "/metrics", context, headers=basic("prom", PASSWORD)) == (200, "hello")
     assert await get(url + "/-/healthy", context) == (200, "hello")
     with pytest.raises(aiohttp.ClientConnectorCertificateError):
         await get(url + "/-/healthy", ssl.create_default_context())  # untrusted CA
 
 
-async def test_certificate_rotation_needs_no_restart(serve: Serve, pki: Pki,
-                                                     tls_dir: Path) -> None:
+async def test_certificate_rotation_needs_no_restart(serve: Serve, pki: Pki, tls_dir: Path) -> None:
     holder = WebConfigHolder(tls_config(tls_dir), check_interval=0.0)
     url = await serve(holder)
     context = client_context(pki)
@@ -494,13 +578,15 @@ async def test_certificate_rotation_needs_no_restart(serve: Serve, pki: Pki,
 
 
 async def test_client_certificates_required(serve: Serve, pki: Pki, tls_dir: Path) -> None:
-    holder = WebConfigHolder(tls_config(
-        tls_dir, "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n"))
+    holder = WebConfigHolder(
+        tls_config(
+            tls_dir, "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n"
+        )
+    )
     url = await serve(holder)
     trusted = client_context(pki, pki.client_cert, pki.client_key)
     assert await get(url + "/metrics", trusted) == (200, "hello")
-    for context in (client_context(pki), client_context(pki, pki.stranger_cert,
-                                                        pki.stranger_key)):
+    for context in (client_context(pki), client_context(pki, pki.stranger_cert, pki.stranger_key)):
         with pytest.raises(aiohttp.ClientError):
             await get(url + "/metrics", context)
 
@@ -529,7 +615,6 @@ def test_turning_tls_off_needs_a_restart(pki: Pki, tls_dir: Path) -> None:
 def test_missing_certificate_fails_at_startup(tmp_path: Path) -> None:
     with pytest.raises(WebConfigError, match="cannot load cert_file"):
         WebConfigHolder(tls_config(tmp_path))
-
 
 
 def test_example_web_config_is_valid() -> None:

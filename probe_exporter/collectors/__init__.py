@@ -29,9 +29,19 @@ from .base import Call, Collector, CollectorError, CollectorOptions, Reply
 __all__ = ["COLLECTORS", "Call", "Collector", "CollectorError", "CollectorOptions", "Reply"]
 
 _OTHERS: tuple[Collector, ...] = (
-    pkg.COLLECTOR, tcp_info.COLLECTOR, core.COLLECTOR, shmmem.COLLECTOR, tm.COLLECTOR,
-    sl.COLLECTOR, rtpengine.COLLECTOR, dispatcher.COLLECTOR, dialog.COLLECTOR, htable.COLLECTOR,
-    tls.COLLECTOR, dmq.COLLECTOR, uac.COLLECTOR,
+    pkg.COLLECTOR,
+    tcp_info.COLLECTOR,
+    core.COLLECTOR,
+    shmmem.COLLECTOR,
+    tm.COLLECTOR,
+    sl.COLLECTOR,
+    rtpengine.COLLECTOR,
+    dispatcher.COLLECTOR,
+    dialog.COLLECTOR,
+    htable.COLLECTOR,
+    tls.COLLECTOR,
+    dmq.COLLECTOR,
+    uac.COLLECTOR,
 )
 _RESERVED = frozenset(
     name
@@ -41,6 +51,5 @@ _RESERVED = frozenset(
 )
 
 COLLECTORS: dict[str, Collector] = {
-    collector.name: collector
-    for collector in (stats.make_collector(_RESERVED), *_OTHERS)
+    collector.name: collector for collector in (stats.make_collector(_RESERVED), *_OTHERS)
 }

@@ -26,14 +26,20 @@ UPTIME = FamilyInfo(
     "kamailio_uptime_seconds", "gauge", "Seconds since Kamailio started", (), "core.uptime"
 )
 START_TIME = FamilyInfo(
-    "kamailio_start_time_seconds", "gauge",
-    "When Kamailio started, in seconds since the Unix epoch", (), "core.uptime",
+    "kamailio_start_time_seconds",
+    "gauge",
+    "When Kamailio started, in seconds since the Unix epoch",
+    (),
+    "core.uptime",
     "the exporter's clock less the uptime: Kamailio's own start time is a local-time string",
 )
 BUILD_INFO = FamilyInfo(
-    "kamailio_build_info", "gauge", "Kamailio's version and build, as labels (always 1)",
+    "kamailio_build_info",
+    "gauge",
+    "Kamailio's version and build, as labels (always 1)",
     ("version", "arch", "os", "revision", "compiler", "compiled"),
-    "core.version, core.info", "revision is empty for builds outside git",
+    "core.version, core.info",
+    "revision is empty for builds outside git",
 )
 FAMILIES = (UPTIME, START_TIME, BUILD_INFO)
 
@@ -67,15 +73,23 @@ def _collect(replies: Sequence[Reply], options: CollectorOptions) -> list[Metric
     start = START_TIME.family()
     start.samples.append(((), math.floor(wall_clock()) - uptime))
     build = BUILD_INFO.family()
-    build.samples.append((
-        (*_version(version_reply), str_field(info, "compiler", "core.info").strip(),
-         str_field(info, "compiled", "core.info").strip()),
-        1,
-    ))
+    build.samples.append(
+        (
+            (
+                *_version(version_reply),
+                str_field(info, "compiler", "core.info").strip(),
+                str_field(info, "compiled", "core.info").strip(),
+            ),
+            1,
+        )
+    )
     return [uptime_family, start, build]
 
 
 COLLECTOR = Collector(
-    "core", frozenset({"core.uptime", "core.version", "core.info"}), _calls, _collect,
+    "core",
+    frozenset({"core.uptime", "core.version", "core.info"}),
+    _calls,
+    _collect,
     families=FAMILIES,
 )

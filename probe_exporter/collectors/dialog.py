@@ -32,17 +32,28 @@ ANSWERING = _state("answering", "Dialogs answered but not acknowledged")
 ONGOING = _state("ongoing", "Dialogs confirmed (answered and acknowledged)")
 ALL = _state("all", "Dialogs in any of these states")
 PROFILE_SIZE = FamilyInfo(
-    "kamailio_dlg_profile_size", "gauge", "Dialogs in a dialog profile", ("profile",),
-    "dlg.profile_get_size <profile>", "one RPC per profile listed in the module's options",
+    "kamailio_dlg_profile_size",
+    "gauge",
+    "Dialogs in a dialog profile",
+    ("profile",),
+    "dlg.profile_get_size <profile>",
+    "one RPC per profile listed in the module's options",
 )
 FAMILIES = (STARTING, CONNECTING, ANSWERING, ONGOING, ALL, PROFILE_SIZE)
-_FIELDS = ((STARTING, "starting"), (CONNECTING, "connecting"), (ANSWERING, "answering"),
-           (ONGOING, "ongoing"), (ALL, "all"))
+_FIELDS = (
+    (STARTING, "starting"),
+    (CONNECTING, "connecting"),
+    (ANSWERING, "answering"),
+    (ONGOING, "ongoing"),
+    (ALL, "all"),
+)
 
 
 def _calls(options: CollectorOptions) -> list[Call]:
-    return [Call("dlg.stats_active"),
-            *(Call("dlg.profile_get_size", (profile,)) for profile in options.dialog_profiles)]
+    return [
+        Call("dlg.stats_active"),
+        *(Call("dlg.profile_get_size", (profile,)) for profile in options.dialog_profiles),
+    ]
 
 
 def _collect(replies: Sequence[Reply], options: CollectorOptions) -> list[MetricFamily]:

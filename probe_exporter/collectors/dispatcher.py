@@ -36,64 +36,99 @@ def _target(name: str, type_: MetricType, help_: str, note: str = "") -> FamilyI
 
 SETS = FamilyInfo("kamailio_dispatcher_sets", "gauge", "Destination sets loaded", (), SOURCE)
 UP = _target(
-    "kamailio_dispatcher_target_up", "gauge",
-    "1 when the destination can be selected (state active or trying), 0 when inactive or "
-    "disabled",
+    "kamailio_dispatcher_target_up",
+    "gauge",
+    "1 when the destination can be selected (state active or trying), 0 when inactive or disabled",
 )
 STATE = FamilyInfo(
-    "kamailio_dispatcher_target_state", "gauge",
+    "kamailio_dispatcher_target_state",
+    "gauge",
     "The destination's state: one series per state, 1 for the current one",
-    (*LABELS, "state"), SOURCE, "state: active, inactive, disabled, trying",
+    (*LABELS, "state"),
+    SOURCE,
+    "state: active, inactive, disabled, trying",
 )
 PROBING = _target(
-    "kamailio_dispatcher_target_probing", "gauge",
+    "kamailio_dispatcher_target_probing",
+    "gauge",
     "1 when Kamailio probes the destination with keepalives (flag P)",
 )
 PRIORITY = _target("kamailio_dispatcher_target_priority", "gauge", "The destination's priority")
 WEIGHT = _target(
-    "kamailio_dispatcher_target_weight", "gauge", "The destination's weight attribute",
+    "kamailio_dispatcher_target_weight",
+    "gauge",
+    "The destination's weight attribute",
     "when the destination has attributes",
 )
 RWEIGHT = _target(
-    "kamailio_dispatcher_target_rweight", "gauge", "The destination's relative weight attribute",
+    "kamailio_dispatcher_target_rweight",
+    "gauge",
+    "The destination's relative weight attribute",
     "when the destination has attributes",
 )
 MAXLOAD = _target(
-    "kamailio_dispatcher_target_maxload", "gauge", "The destination's maxload attribute",
+    "kamailio_dispatcher_target_maxload",
+    "gauge",
+    "The destination's maxload attribute",
     "when the destination has attributes",
 )
 LATENCY_AVG = _target(
-    "kamailio_dispatcher_target_latency_average_seconds", "gauge",
-    "Average keepalive round-trip time", "with ds_ping_latency_stats",
+    "kamailio_dispatcher_target_latency_average_seconds",
+    "gauge",
+    "Average keepalive round-trip time",
+    "with ds_ping_latency_stats",
 )
 LATENCY_STD = _target(
-    "kamailio_dispatcher_target_latency_stddev_seconds", "gauge",
-    "Standard deviation of the keepalive round-trip time", "with ds_ping_latency_stats",
+    "kamailio_dispatcher_target_latency_stddev_seconds",
+    "gauge",
+    "Standard deviation of the keepalive round-trip time",
+    "with ds_ping_latency_stats",
 )
 LATENCY_EST = _target(
-    "kamailio_dispatcher_target_latency_estimate_seconds", "gauge",
-    "Estimated keepalive round-trip time (weighted average)", "with ds_ping_latency_stats",
+    "kamailio_dispatcher_target_latency_estimate_seconds",
+    "gauge",
+    "Estimated keepalive round-trip time (weighted average)",
+    "with ds_ping_latency_stats",
 )
 LATENCY_MAX = _target(
-    "kamailio_dispatcher_target_latency_max_seconds", "gauge",
-    "Longest keepalive round-trip time", "with ds_ping_latency_stats",
+    "kamailio_dispatcher_target_latency_max_seconds",
+    "gauge",
+    "Longest keepalive round-trip time",
+    "with ds_ping_latency_stats",
 )
 TIMEOUTS = _target(
-    "kamailio_dispatcher_target_ping_timeouts_total", "counter", "Keepalives that timed out",
+    "kamailio_dispatcher_target_ping_timeouts_total",
+    "counter",
+    "Keepalives that timed out",
     "with ds_ping_latency_stats",
 )
 DIALOG_LOAD = _target(
-    "kamailio_dispatcher_target_dialog_load", "gauge", "Dialogs routed to the destination",
+    "kamailio_dispatcher_target_dialog_load",
+    "gauge",
+    "Dialogs routed to the destination",
     "with ds_hash_size",
 )
-FAMILIES = (SETS, UP, STATE, PROBING, PRIORITY, WEIGHT, RWEIGHT, MAXLOAD, LATENCY_AVG,
-            LATENCY_STD, LATENCY_EST, LATENCY_MAX, TIMEOUTS, DIALOG_LOAD)
+FAMILIES = (
+    SETS,
+    UP,
+    STATE,
+    PROBING,
+    PRIORITY,
+    WEIGHT,
+    RWEIGHT,
+    MAXLOAD,
+    LATENCY_AVG,
+    LATENCY_STD,
+    LATENCY_EST,
+    LATENCY_MAX,
+    TIMEOUTS,
+    DIALOG_LOAD,
+)
 
 _STATES = {"A": "active", "I": "inactive", "D": "disabled", "T": "trying"}
 _SELECTABLE = frozenset("AT")
 _ATTRS = ((WEIGHT, "WEIGHT"), (RWEIGHT, "RWEIGHT"), (MAXLOAD, "MAXLOAD"))
-_LATENCY = ((LATENCY_AVG, "AVG"), (LATENCY_STD, "STD"), (LATENCY_EST, "EST"),
-            (LATENCY_MAX, "MAX"))
+_LATENCY = ((LATENCY_AVG, "AVG"), (LATENCY_STD, "STD"), (LATENCY_EST, "EST"), (LATENCY_MAX, "MAX"))
 _NO_SETS = "No Destination Sets"
 
 
@@ -162,15 +197,11 @@ def _collect(replies: Sequence[Reply], options: CollectorOptions) -> list[Metric
             if isinstance(latency, Struct):
                 latency_values = fields(latency)
                 for info, name in _LATENCY:
-                    families[info].samples.append(
-                        (labels, _number(latency_values, name) / 1000)
-                    )
+                    families[info].samples.append((labels, _number(latency_values, name) / 1000))
                 families[TIMEOUTS].samples.append((labels, _number(latency_values, "TIMEOUT")))
             runtime = values.get("RUNTIME")
             if isinstance(runtime, Struct):
-                families[DIALOG_LOAD].samples.append(
-                    (labels, _number(fields(runtime), "DLGLOAD"))
-                )
+                families[DIALOG_LOAD].samples.append((labels, _number(fields(runtime), "DLGLOAD")))
     return [sets, *nonempty(list(families.values()))]
 
 

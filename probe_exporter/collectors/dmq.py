@@ -13,13 +13,14 @@ from .base import Call, Collector, CollectorOptions, Reply, fields, nonempty, st
 
 SOURCE = "dmq.list_nodes"
 LABELS = ("host", "port", "proto")
-UP = FamilyInfo(
-    "kamailio_dmq_node_up", "gauge", "1 when the DMQ node is active", LABELS, SOURCE
-)
+UP = FamilyInfo("kamailio_dmq_node_up", "gauge", "1 when the DMQ node is active", LABELS, SOURCE)
 STATE = FamilyInfo(
-    "kamailio_dmq_node_state", "gauge",
-    "The DMQ node's status: one series per status, 1 for the current one", (*LABELS, "state"),
-    SOURCE, "state: active, not_active, disabled",
+    "kamailio_dmq_node_state",
+    "gauge",
+    "The DMQ node's status: one series per status, 1 for the current one",
+    (*LABELS, "state"),
+    SOURCE,
+    "state: active, not_active, disabled",
 )
 LOCAL = FamilyInfo(
     "kamailio_dmq_node_local", "gauge", "1 for the node that is this Kamailio", LABELS, SOURCE
@@ -38,8 +39,11 @@ def _collect(replies: Sequence[Reply], options: CollectorOptions) -> list[Metric
     for struct in structs(replies[0], SOURCE):
         values = fields(struct)
         proto = values.get("proto", "")
-        labels = (str_field(values, "host", SOURCE), str_field(values, "port", SOURCE),
-                  proto if isinstance(proto, str) else "")
+        labels = (
+            str_field(values, "host", SOURCE),
+            str_field(values, "port", SOURCE),
+            proto if isinstance(proto, str) else "",
+        )
         if labels in seen:
             continue
         seen.add(labels)

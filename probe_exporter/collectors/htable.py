@@ -24,12 +24,18 @@ LABELS = ("table",)
 SLOTS = FamilyInfo("kamailio_htable_slots", "gauge", "Slots of a hash table", LABELS, SOURCE)
 ITEMS = FamilyInfo("kamailio_htable_items", "gauge", "Items in a hash table", LABELS, SOURCE)
 SLOT_MIN = FamilyInfo(
-    "kamailio_htable_slot_items_min", "gauge", "Items in the emptiest slot of a hash table",
-    LABELS, SOURCE,
+    "kamailio_htable_slot_items_min",
+    "gauge",
+    "Items in the emptiest slot of a hash table",
+    LABELS,
+    SOURCE,
 )
 SLOT_MAX = FamilyInfo(
-    "kamailio_htable_slot_items_max", "gauge", "Items in the fullest slot of a hash table",
-    LABELS, SOURCE,
+    "kamailio_htable_slot_items_max",
+    "gauge",
+    "Items in the fullest slot of a hash table",
+    LABELS,
+    SOURCE,
 )
 FAMILIES = (SLOTS, ITEMS, SLOT_MIN, SLOT_MAX)
 _FIELDS = ((SLOTS, "slots"), (ITEMS, "all"), (SLOT_MIN, "min"), (SLOT_MAX, "max"))

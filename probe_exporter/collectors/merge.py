@@ -29,7 +29,10 @@ __all__ = ["MergeError", "merge_exposition"]
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _KEPT_TYPES: dict[str, MetricType] = {
-    "counter": "counter", "gauge": "gauge", "histogram": "histogram", "summary": "summary",
+    "counter": "counter",
+    "gauge": "gauge",
+    "histogram": "histogram",
+    "summary": "summary",
 }
 # sample name suffixes per family type
 _SUFFIXES = {"histogram": ("_bucket", "_sum", "_count"), "summary": ("", "_sum", "_count")}
@@ -58,7 +61,7 @@ class _Family:
         """The sample's suffix in this family, None when it is not one of its samples."""
         if not sample_name.startswith(self.name):
             return None
-        suffix = sample_name[len(self.name):]
+        suffix = sample_name[len(self.name) :]
         return suffix if suffix in _SUFFIXES.get(self.type, ("",)) else None
 
     def add(self, suffix: str, labels: dict[str, str], value: float) -> bool:
@@ -86,8 +89,9 @@ class _Family:
         if extra is not None:
             names.pop(extra, None)
         labelnames = (*names, extra) if extra is not None else tuple(names)
-        family = MetricFamily(self.name, self.type, self.help, labelnames,
-                              text_format_only=self.text_format_only)
+        family = MetricFamily(
+            self.name, self.type, self.help, labelnames, text_format_only=self.text_format_only
+        )
         family.samples = [
             (tuple(labels.get(name, "") for name in labelnames), value)
             for _, labels, value in self.samples
@@ -121,9 +125,7 @@ def parse_exposition(text: str) -> list[Metric]:
         raise MergeError(f"cannot parse the exposition text: {type(exc).__name__}: {exc}") from exc
 
 
-def merge_exposition(
-    ours: Iterable[MetricFamily], text: str
-) -> tuple[list[MetricFamily], int]:
+def merge_exposition(ours: Iterable[MetricFamily], text: str) -> tuple[list[MetricFamily], int]:
     """The families of `text` the exporter does not emit yet, and how many samples were dropped.
 
     `ours` are the families already in the probe's output. Raises MergeError on text that
@@ -182,7 +184,10 @@ def merge_parsed(
                 if family is None:
                     family = new_family(sample.name, "untyped", metric.documentation)
             suffix = family.suffix_of(sample.name) if family is not None else None
-            if (family is None or suffix is None
-                    or not family.add(suffix, dict(sample.labels), sample.value)):
+            if (
+                family is None
+                or suffix is None
+                or not family.add(suffix, dict(sample.labels), sample.value)
+            ):
                 dropped += 1
     return [family.build() for family in gathered.values() if family.samples], dropped

@@ -35,14 +35,22 @@ FRAGS = FamilyInfo(
     "kamailio_pkgmem_frags", "gauge", "Private memory total frags", LABELS, SOURCE, "seed"
 )
 PROCESS_INFO = FamilyInfo(
-    "kamailio_pkgmem_process_info", "gauge",
+    "kamailio_pkgmem_process_info",
+    "gauge",
     "The process behind a pkg memory entry: pid, rank (0 main, -1 timer, -2 ctl, >0 SIP "
     "workers...) and description",
-    ("entry", "pid", "rank", "desc"), SOURCE, "desc is empty before Kamailio 5.4",
+    ("entry", "pid", "rank", "desc"),
+    SOURCE,
+    "desc is empty before Kamailio 5.4",
 )
 FAMILIES = (USED, FREE, REAL, SIZE, FRAGS, PROCESS_INFO)
-_MEMORY = ((USED, "used"), (FREE, "free"), (REAL, "real_used"), (SIZE, "total_size"),
-           (FRAGS, "total_frags"))
+_MEMORY = (
+    (USED, "used"),
+    (FREE, "free"),
+    (REAL, "real_used"),
+    (SIZE, "total_size"),
+    (FRAGS, "total_frags"),
+)
 
 
 def _calls(options: CollectorOptions) -> list[Call]:
@@ -63,11 +71,17 @@ def _collect(replies: Sequence[Reply], options: CollectorOptions) -> list[Metric
         for family, (_, field) in zip(families, _MEMORY, strict=True):
             family.samples.append((labels, int_field(values, field, SOURCE) & 0xFFFFFFFF))
         desc = values.get("desc", "")
-        process_info.samples.append((
-            (entry, str(int_field(values, "pid", SOURCE) & 0xFFFFFFFF),
-             str(int_field(values, "rank", SOURCE)), desc if isinstance(desc, str) else ""),
-            1,
-        ))
+        process_info.samples.append(
+            (
+                (
+                    entry,
+                    str(int_field(values, "pid", SOURCE) & 0xFFFFFFFF),
+                    str(int_field(values, "rank", SOURCE)),
+                    desc if isinstance(desc, str) else "",
+                ),
+                1,
+            )
+        )
     families.append(process_info)
     return [family for family in families if family.samples]
 

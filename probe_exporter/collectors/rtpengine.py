@@ -30,17 +30,27 @@ SOURCE = "rtpengine.show all"
 LABELS = ("url", "set", "index", "weight")
 
 ENABLED = FamilyInfo(
-    "kamailio_rtpengine_enabled", "gauge", "rtpengine connection status", LABELS, SOURCE,
-    "seed; 0 for a node disabled permanently (\"1(permanent)\") and, from 6.0, for a node that "
+    "kamailio_rtpengine_enabled",
+    "gauge",
+    "rtpengine connection status",
+    LABELS,
+    SOURCE,
+    'seed; 0 for a node disabled permanently ("1(permanent)") and, from 6.0, for a node that '
     "failed its ping (active 0): the seed exporter reported both as 1",
 )
 PERMANENT = FamilyInfo(
-    "kamailio_rtpengine_disabled_permanently", "gauge",
-    "1 when the node was disabled by rtpengine.enable, not by a failed ping", LABELS, SOURCE,
+    "kamailio_rtpengine_disabled_permanently",
+    "gauge",
+    "1 when the node was disabled by rtpengine.enable, not by a failed ping",
+    LABELS,
+    SOURCE,
 )
 RECHECK = FamilyInfo(
-    "kamailio_rtpengine_recheck_ticks", "gauge",
-    "Timer ticks until Kamailio checks a node disabled by a failed ping again", LABELS, SOURCE,
+    "kamailio_rtpengine_recheck_ticks",
+    "gauge",
+    "Timer ticks until Kamailio checks a node disabled by a failed ping again",
+    LABELS,
+    SOURCE,
     "only for nodes disabled by a failed ping",
 )
 FAMILIES = (ENABLED, PERMANENT, RECHECK)
@@ -78,8 +88,12 @@ def _collect(replies: Sequence[Reply], options: CollectorOptions) -> list[Metric
         url = values.get("url")
         if not isinstance(url, str) or not url:
             continue
-        labels = (url, str(int_field(values, "set", SOURCE)),
-                  str(int_field(values, "index", SOURCE)), str(int_field(values, "weight", SOURCE)))
+        labels = (
+            url,
+            str(int_field(values, "set", SOURCE)),
+            str(int_field(values, "index", SOURCE)),
+            str(int_field(values, "weight", SOURCE)),
+        )
         if labels in seen:
             continue
         seen.add(labels)

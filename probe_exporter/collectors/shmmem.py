@@ -14,11 +14,18 @@ from .base import Call, Collector, CollectorOptions, Reply, count, fields, singl
 
 SOURCE = "core.shmmem"
 BYTES = FamilyInfo(
-    "kamailio_core_shmmem_bytes", "gauge", "Shared memory sizes (core.shmmem)", ("type",),
-    SOURCE, "the values of kamailio_shm_bytes; up to 5.6 they wrap at 4 GiB",
+    "kamailio_core_shmmem_bytes",
+    "gauge",
+    "Shared memory sizes (core.shmmem)",
+    ("type",),
+    SOURCE,
+    "the values of kamailio_shm_bytes; up to 5.6 they wrap at 4 GiB",
 )
 FRAGMENTS = FamilyInfo(
-    "kamailio_core_shmmem_fragments", "gauge", "Shared memory fragment count (core.shmmem)", (),
+    "kamailio_core_shmmem_fragments",
+    "gauge",
+    "Shared memory fragment count (core.shmmem)",
+    (),
     SOURCE,
 )
 FAMILIES = (BYTES, FRAGMENTS)

@@ -12,8 +12,12 @@ from .base import Call, Collector, CollectorOptions, Reply, count, nonempty, sin
 
 SOURCE = "sl.stats"
 CODES = FamilyInfo(
-    "kamailio_sl_stats_codes_total", "counter", "Replies sent statelessly by code", ("code",),
-    SOURCE, "the data of kamailio_sl_reply_total (statistics), without kex",
+    "kamailio_sl_stats_codes_total",
+    "counter",
+    "Replies sent statelessly by code",
+    ("code",),
+    SOURCE,
+    "the data of kamailio_sl_reply_total (statistics), without kex",
 )
 FAMILIES = (CODES,)
 

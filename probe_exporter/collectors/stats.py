@@ -45,7 +45,11 @@ SHM_FRAGMENTS = _seed("kamailio_shm_fragments", "gauge", "Shared memory fragment
 DNS_FAILED = _seed("kamailio_dns_failed_request_total", "counter", "Failed dns requests")
 BAD_URI = _seed("kamailio_bad_uri_total", "counter", "Messages with bad uri")
 BAD_MSG_HDR = FamilyInfo(
-    "kamailio_bad_msg_hdr", "untyped", "Messages with bad message header", (), SOURCE,
+    "kamailio_bad_msg_hdr",
+    "untyped",
+    "Messages with bad message header",
+    (),
+    SOURCE,
     "seed name; was a counter without _total, now untyped; left out of OpenMetrics, where "
     "kamailio_bad_msg_hdr_total carries it under the name OpenMetrics gives this family",
     text_format_only=True,
@@ -64,17 +68,28 @@ TMX_TYPE = _seed(
 TMX = _seed("kamailio_tmx", "gauge", "Ongoing Transactions", ("type",))
 TMX_RPL = _seed("kamailio_tmx_rpl_total", "counter", "Tmx reply counters", ("type",))
 DIALOG = FamilyInfo(
-    "kamailio_dialog", "untyped", "Ongoing Dialogs", ("type",), SOURCE,
+    "kamailio_dialog",
+    "untyped",
+    "Ongoing Dialogs",
+    ("type",),
+    SOURCE,
     "seed name; was a counter (gauges and counters mixed, no _total), now untyped; see the "
     "kamailio_dialog_* families",
 )
 
 BAD_MSG_HDR_TOTAL = FamilyInfo(
-    "kamailio_bad_msg_hdr_total", "counter", "Messages with bad message header", (), SOURCE,
+    "kamailio_bad_msg_hdr_total",
+    "counter",
+    "Messages with bad message header",
+    (),
+    SOURCE,
     "correctly typed kamailio_bad_msg_hdr",
 )
 DIALOG_ACTIVE = FamilyInfo(
-    "kamailio_dialog_active_dialogs", "gauge", "Dialogs in the confirmed (active) state", (),
+    "kamailio_dialog_active_dialogs",
+    "gauge",
+    "Dialogs in the confirmed (active) state",
+    (),
     SOURCE,
 )
 DIALOG_EARLY = FamilyInfo(
@@ -84,74 +99,148 @@ DIALOG_PROCESSED = FamilyInfo(
     "kamailio_dialog_processed_dialogs_total", "counter", "Dialogs processed", (), SOURCE
 )
 DIALOG_EXPIRED = FamilyInfo(
-    "kamailio_dialog_expired_dialogs_total", "counter", "Dialogs ended by their timeout", (),
+    "kamailio_dialog_expired_dialogs_total",
+    "counter",
+    "Dialogs ended by their timeout",
+    (),
     SOURCE,
 )
 DIALOG_FAILED = FamilyInfo(
-    "kamailio_dialog_failed_dialogs_total", "counter", "Dialogs that failed to be established",
-    (), SOURCE,
+    "kamailio_dialog_failed_dialogs_total",
+    "counter",
+    "Dialogs that failed to be established",
+    (),
+    SOURCE,
 )
 CORE_RCV_REPLY_METHOD = FamilyInfo(
-    "kamailio_core_rcv_reply_method_total", "counter",
-    "Received replies by code class and request method", ("code", "method"), SOURCE,
+    "kamailio_core_rcv_reply_method_total",
+    "counter",
+    "Received replies by code class and request method",
+    ("code", "method"),
+    SOURCE,
     "core.rcv_replies_<N>xx_<method> (5.2+)",
 )
 USRLOC_REGISTERED = FamilyInfo(
-    "kamailio_usrloc_registered_users", "gauge", "Users registered in all usrloc tables", (),
+    "kamailio_usrloc_registered_users",
+    "gauge",
+    "Users registered in all usrloc tables",
+    (),
     SOURCE,
 )
 USRLOC_USERS = FamilyInfo(
-    "kamailio_usrloc_users", "gauge", "Users (AoRs) in a usrloc table", ("table",), SOURCE,
+    "kamailio_usrloc_users",
+    "gauge",
+    "Users (AoRs) in a usrloc table",
+    ("table",),
+    SOURCE,
     "usrloc.<table>_users, or <table>-users before 5.4",
 )
 USRLOC_CONTACTS = FamilyInfo(
-    "kamailio_usrloc_contacts", "gauge", "Contacts in a usrloc table", ("table",), SOURCE,
+    "kamailio_usrloc_contacts",
+    "gauge",
+    "Contacts in a usrloc table",
+    ("table",),
+    SOURCE,
     "usrloc.<table>_contacts, or <table>-contacts before 5.4",
 )
 USRLOC_EXPIRES = FamilyInfo(
-    "kamailio_usrloc_expires_total", "counter", "Contacts expired in a usrloc table",
-    ("table",), SOURCE, "usrloc.<table>_expires, or <table>-expires before 5.4",
+    "kamailio_usrloc_expires_total",
+    "counter",
+    "Contacts expired in a usrloc table",
+    ("table",),
+    SOURCE,
+    "usrloc.<table>_expires, or <table>-expires before 5.4",
 )
 DROPPED = FamilyInfo(
-    "kamailio_exporter_stats_dropped", "gauge",
+    "kamailio_exporter_stats_dropped",
+    "gauge",
     "Statistics left out of this probe's output: duplicate (its metric name belongs to another "
     "family), bad_value (not a number); group_fault counts groups whose stats.fetch failed",
-    ("reason",), SOURCE,
+    ("reason",),
+    SOURCE,
 )
 RENAMED = FamilyInfo(
-    "kamailio_exporter_stats_renamed", "gauge",
+    "kamailio_exporter_stats_renamed",
+    "gauge",
     "Statistics whose metric name had characters invalid in a metric name, replaced by _",
-    (), SOURCE,
+    (),
+    SOURCE,
 )
 
 GENERIC_COUNTER = FamilyInfo(
-    "kamailio_stats_<group>_<name>_total", "counter", "Kamailio statistic <group>.<name>", (),
-    SOURCE, "every statistic of no family above that is not a known gauge",
+    "kamailio_stats_<group>_<name>_total",
+    "counter",
+    "Kamailio statistic <group>.<name>",
+    (),
+    SOURCE,
+    "every statistic of no family above that is not a known gauge",
 )
 GENERIC_GAUGE = FamilyInfo(
-    "kamailio_stats_<group>_<name>", "gauge", "Kamailio statistic <group>.<name>", (), SOURCE,
+    "kamailio_stats_<group>_<name>",
+    "gauge",
+    "Kamailio statistic <group>.<name>",
+    (),
+    SOURCE,
     "known gauges (see the table below)",
 )
 SCRIPT_COUNTER = FamilyInfo(
-    "kamailio_<name>", "counter", "Scripted metric <name>", (), SOURCE,
+    "kamailio_<name>",
+    "counter",
+    "Scripted metric <name>",
+    (),
+    SOURCE,
     "seed rule for script.<name> ending in _total, _seconds or _bytes (case-sensitive)",
 )
 SCRIPT_GAUGE = FamilyInfo(
-    "kamailio_<name>", "gauge", "Scripted metric <name>", (), SOURCE,
+    "kamailio_<name>",
+    "gauge",
+    "Scripted metric <name>",
+    (),
+    SOURCE,
     "seed rule for every other script.<name>",
 )
 
 # Families with a fixed name, in output order.
 STATIC: tuple[FamilyInfo, ...] = (
-    CORE_REQUEST, CORE_RCV_REQUEST, CORE_REPLY, CORE_RCV_REPLY, SHM_BYTES, SHM_FRAGMENTS,
-    DNS_FAILED, BAD_URI, BAD_MSG_HDR, SL_REPLY, SL_TYPE, TCP_TOTAL, TCP_CONNECTIONS,
-    TCP_WRITEQUEUE, TMX_CODE, TMX_TYPE, TMX, TMX_RPL, DIALOG,
-    BAD_MSG_HDR_TOTAL, DIALOG_ACTIVE, DIALOG_EARLY, DIALOG_PROCESSED, DIALOG_EXPIRED,
-    DIALOG_FAILED, CORE_RCV_REPLY_METHOD, USRLOC_REGISTERED, USRLOC_USERS, USRLOC_CONTACTS,
+    CORE_REQUEST,
+    CORE_RCV_REQUEST,
+    CORE_REPLY,
+    CORE_RCV_REPLY,
+    SHM_BYTES,
+    SHM_FRAGMENTS,
+    DNS_FAILED,
+    BAD_URI,
+    BAD_MSG_HDR,
+    SL_REPLY,
+    SL_TYPE,
+    TCP_TOTAL,
+    TCP_CONNECTIONS,
+    TCP_WRITEQUEUE,
+    TMX_CODE,
+    TMX_TYPE,
+    TMX,
+    TMX_RPL,
+    DIALOG,
+    BAD_MSG_HDR_TOTAL,
+    DIALOG_ACTIVE,
+    DIALOG_EARLY,
+    DIALOG_PROCESSED,
+    DIALOG_EXPIRED,
+    DIALOG_FAILED,
+    CORE_RCV_REPLY_METHOD,
+    USRLOC_REGISTERED,
+    USRLOC_USERS,
+    USRLOC_CONTACTS,
     USRLOC_EXPIRES,
 )
 FAMILIES: tuple[FamilyInfo, ...] = (
-    *STATIC, GENERIC_COUNTER, GENERIC_GAUGE, SCRIPT_COUNTER, SCRIPT_GAUGE, DROPPED, RENAMED,
+    *STATIC,
+    GENERIC_COUNTER,
+    GENERIC_GAUGE,
+    SCRIPT_COUNTER,
+    SCRIPT_GAUGE,
+    DROPPED,
+    RENAMED,
 )
 _INDEX = {info: index for index, info in enumerate(STATIC)}
 
@@ -163,12 +252,10 @@ KNOWN_GAUGES: dict[str, frozenset[str]] = {
     "httpclient": frozenset({"connections"}),
     "imc": frozenset({"active_rooms"}),
     "nat_traversal": frozenset(
-        {"keepalive_endpoints", "registered_endpoints", "subscribed_endpoints",
-         "dialog_endpoints"}
+        {"keepalive_endpoints", "registered_endpoints", "subscribed_endpoints", "dialog_endpoints"}
     ),
     "registrar": frozenset(
-        {"max_expires", "max_contacts", "default_expire", "default_expires_range",
-         "expires_range"}
+        {"max_expires", "max_contacts", "default_expire", "default_expires_range", "expires_range"}
     ),
     "sctp": frozenset({"current_opened_connections", "current_tracked_connections"}),
     "shmem": frozenset(
@@ -181,10 +268,16 @@ KNOWN_GAUGES: dict[str, frozenset[str]] = {
     "uac": frozenset({"regtotal", "regactive", "regdisabled"}),
     "usrloc": frozenset({"registered_users"}),
     "websocket": frozenset(
-        {"ws_current_connections", "ws_sip_current_connections", "ws_msrp_current_connections",
-         "ws_max_concurrent_connections", "ws_sip_max_concurrent_connections",
-         "ws_msrp_max_concurrent_connections", "ws_sip_max_concurrent_connectons",
-         "ws_msrp_max_concurrent_connectons"}
+        {
+            "ws_current_connections",
+            "ws_sip_current_connections",
+            "ws_msrp_current_connections",
+            "ws_max_concurrent_connections",
+            "ws_sip_max_concurrent_connections",
+            "ws_msrp_max_concurrent_connections",
+            "ws_sip_max_concurrent_connectons",
+            "ws_msrp_max_concurrent_connectons",
+        }
     ),
 }
 GAUGE_WORDS = frozenset({"current", "active", "inuse", "max", "size"})
@@ -192,11 +285,38 @@ GAUGE_WORDS = frozenset({"current", "active", "inuse", "max", "size"})
 # Groups asked for one by one when `stats.fetch all` overflows its 8 KB struct (FAULT 500):
 # those of the core, kex and the modules that register statistics. An absent group answers an
 # empty struct.
-KNOWN_GROUPS: tuple[str, ...] = tuple(sorted({
-    "core", "dialog", "dns", "http_async_client", "httpclient", "imc", "kafka", "msilo", "mysql",
-    "nat_traversal", "pike", "registrar", "sctp", "script", "shmem", "sipcapture", "siptrace",
-    "sl", "sst", "tcp", "tls", "tmx", "tsilo", "uac", "usrloc", "websocket",
-}))
+KNOWN_GROUPS: tuple[str, ...] = tuple(
+    sorted(
+        {
+            "core",
+            "dialog",
+            "dns",
+            "http_async_client",
+            "httpclient",
+            "imc",
+            "kafka",
+            "msilo",
+            "mysql",
+            "nat_traversal",
+            "pike",
+            "registrar",
+            "sctp",
+            "script",
+            "shmem",
+            "sipcapture",
+            "siptrace",
+            "sl",
+            "sst",
+            "tcp",
+            "tls",
+            "tmx",
+            "tsilo",
+            "uac",
+            "usrloc",
+            "websocket",
+        }
+    )
+)
 
 # Names the probe gives its own families: never taken by a statistic.
 PROBE_NAME = "kamailio_up"
@@ -235,19 +355,48 @@ def _fixed_routes() -> dict[str | None, Route]:
     def add(key: str, *targets: tuple[FamilyInfo, tuple[str, ...]]) -> None:
         group, _, name = key.partition(".")
         routes[key] = (
-            FIXED, name in KNOWN_GAUGES.get(group, ()),
-            tuple((_INDEX[info], labels) for info, labels in targets), None,
+            FIXED,
+            name in KNOWN_GAUGES.get(group, ()),
+            tuple((_INDEX[info], labels) for info, labels in targets),
+            None,
         )
 
     for kind in ("drop", "err", "fwd", "rcv"):
         add(f"core.{kind}_requests", (CORE_REQUEST, (kind,)))
         add(f"core.{kind}_replies", (CORE_REPLY, (kind,)))
-    for method in ("ack", "bye", "cancel", "info", "invite", "message", "notify", "options",
-                   "prack", "publish", "refer", "register", "subscribe", "update"):
+    for method in (
+        "ack",
+        "bye",
+        "cancel",
+        "info",
+        "invite",
+        "message",
+        "notify",
+        "options",
+        "prack",
+        "publish",
+        "refer",
+        "register",
+        "subscribe",
+        "update",
+    ):
         add(f"core.rcv_requests_{method}", (CORE_RCV_REQUEST, (method,)))
     add("core.unsupported_methods", (CORE_RCV_REQUEST, ("unsupported",)))
-    for code in ("18x", "1xx", "2xx", "3xx", "401", "404", "407", "408", "480", "486", "4xx",
-                 "5xx", "6xx"):
+    for code in (
+        "18x",
+        "1xx",
+        "2xx",
+        "3xx",
+        "401",
+        "404",
+        "407",
+        "408",
+        "480",
+        "486",
+        "4xx",
+        "5xx",
+        "6xx",
+    ):
         add(f"core.rcv_replies_{code}", (CORE_RCV_REPLY, (code,)))
     for kind in ("free", "max_used", "real_used", "total", "used"):
         add(f"shmem.{kind}_size", (SHM_BYTES, (kind,)))
@@ -255,15 +404,47 @@ def _fixed_routes() -> dict[str | None, Route]:
     add("dns.failed_dns_request", (DNS_FAILED, ()))
     add("core.bad_URIs_rcvd", (BAD_URI, ()))
     add("core.bad_msg_hdr", (BAD_MSG_HDR, ()), (BAD_MSG_HDR_TOTAL, ()))
-    for code in ("1xx", "200", "202", "2xx", "300", "301", "302", "3xx", "400", "401", "403",
-                 "404", "407", "408", "483", "4xx", "500", "5xx", "6xx"):
+    for code in (
+        "1xx",
+        "200",
+        "202",
+        "2xx",
+        "300",
+        "301",
+        "302",
+        "3xx",
+        "400",
+        "401",
+        "403",
+        "404",
+        "407",
+        "408",
+        "483",
+        "4xx",
+        "500",
+        "5xx",
+        "6xx",
+    ):
         add(f"sl.{code}_replies", (SL_REPLY, (code,)))
-    for stat, kind in (("failures", "failure"), ("received_ACKs", "received_ack"),
-                       ("sent_err_replies", "sent_err_reply"), ("sent_replies", "sent_reply"),
-                       ("xxx_replies", "xxx_reply")):
+    for stat, kind in (
+        ("failures", "failure"),
+        ("received_ACKs", "received_ack"),
+        ("sent_err_replies", "sent_err_reply"),
+        ("sent_replies", "sent_reply"),
+        ("xxx_replies", "xxx_reply"),
+    ):
         add(f"sl.{stat}", (SL_TYPE, (kind,)))
-    for kind in ("con_reset", "con_timeout", "connect_failed", "connect_success", "established",
-                 "local_reject", "passive_open", "send_timeout", "sendq_full"):
+    for kind in (
+        "con_reset",
+        "con_timeout",
+        "connect_failed",
+        "connect_success",
+        "established",
+        "local_reject",
+        "passive_open",
+        "send_timeout",
+        "sendq_full",
+    ):
         add(f"tcp.{kind}", (TCP_TOTAL, (kind,)))
     add("tcp.current_opened_connections", (TCP_CONNECTIONS, ()))
     add("tcp.current_write_queue_size", (TCP_WRITEQUEUE, ()))
@@ -275,9 +456,13 @@ def _fixed_routes() -> dict[str | None, Route]:
     add("tmx.inuse_transactions", (TMX, ("inuse",)))
     for kind in ("absorbed", "generated", "received", "relayed", "sent"):
         add(f"tmx.rpl_{kind}", (TMX_RPL, (kind,)))
-    for stat, typed in (("active_dialogs", DIALOG_ACTIVE), ("early_dialogs", DIALOG_EARLY),
-                        ("expired_dialogs", DIALOG_EXPIRED), ("failed_dialogs", DIALOG_FAILED),
-                        ("processed_dialogs", DIALOG_PROCESSED)):
+    for stat, typed in (
+        ("active_dialogs", DIALOG_ACTIVE),
+        ("early_dialogs", DIALOG_EARLY),
+        ("expired_dialogs", DIALOG_EXPIRED),
+        ("failed_dialogs", DIALOG_FAILED),
+        ("processed_dialogs", DIALOG_PROCESSED),
+    ):
         add(f"dialog.{stat}", (DIALOG, (stat,)), (typed, ()))
     add("usrloc.registered_users", (USRLOC_REGISTERED, ()))
     return routes
@@ -289,8 +474,11 @@ _FIXED_TARGETS = frozenset(target for route in _FIXED_ROUTES.values() for target
 _ROUTE_CACHE_LIMIT = 50_000
 _routes = dict(_FIXED_ROUTES)
 
-_USRLOC_KINDS = (("users", USRLOC_USERS), ("contacts", USRLOC_CONTACTS),
-                 ("expires", USRLOC_EXPIRES))
+_USRLOC_KINDS = (
+    ("users", USRLOC_USERS),
+    ("contacts", USRLOC_CONTACTS),
+    ("expires", USRLOC_EXPIRES),
+)
 
 
 def _derived(info: FamilyInfo, labels: tuple[str, ...], gauge: bool) -> Route:
@@ -330,8 +518,13 @@ def _route(key: str) -> Route:
         metric = "kamailio_" + _SCRIPT_INVALID.sub("_", lowered)
         counter = name.endswith(("_total", "_seconds", "_bytes"))
         type_: MetricType = "counter" if counter else "gauge"
-        named = _Named(metric, type_, "Scripted metric " + lowered,
-                       exposed_names(metric, type_), metric != "kamailio_" + lowered)
+        named = _Named(
+            metric,
+            type_,
+            "Scripted metric " + lowered,
+            exposed_names(metric, type_),
+            metric != "kamailio_" + lowered,
+        )
         return (SCRIPT, not counter, (), named)
     derived = _derived_route(group, name)
     # labels a fixed statistic already gives (core.unsupported_methods is method="unsupported")
@@ -344,8 +537,13 @@ def _route(key: str) -> Route:
     type_ = "gauge" if gauge else "counter"
     if not gauge and not metric.endswith("_total"):
         metric += "_total"
-    named = _Named(metric, type_, f"Kamailio statistic {group}.{name}",
-                   exposed_names(metric, type_), sanitised != lowered)
+    named = _Named(
+        metric,
+        type_,
+        f"Kamailio statistic {group}.{name}",
+        exposed_names(metric, type_),
+        sanitised != lowered,
+    )
     return (NAMED, gauge, (), named)
 
 
@@ -457,8 +655,11 @@ def _collect(replies: Sequence[Reply], reserved: frozenset[str]) -> list[MetricF
             add_named(named, script_value)
 
     dropped = DROPPED.family()
-    dropped.samples += [(("duplicate",), duplicates), (("bad_value",), bad_values),
-                        (("group_fault",), group_faults)]
+    dropped.samples += [
+        (("duplicate",), duplicates),
+        (("bad_value",), bad_values),
+        (("group_fault",), group_faults),
+    ]
     renamed_family = RENAMED.family()
     renamed_family.samples.append(((), renamed))
     fixed = [family for family in slots if family is not None]

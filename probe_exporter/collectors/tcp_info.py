@@ -20,19 +20,36 @@ TLS_CONNECTIONS = FamilyInfo(
     "kamailio_tls_connections", "gauge", "Opened TLS connections", (), SOURCE, "seed"
 )
 OPENED_CONNECTIONS = FamilyInfo(
-    "kamailio_tcp_opened_connections", "gauge", "Opened TCP connections (core.tcp_info)", (),
-    SOURCE, "the same count as kamailio_tcp_connections (statistics), without kex",
+    "kamailio_tcp_opened_connections",
+    "gauge",
+    "Opened TCP connections (core.tcp_info)",
+    (),
+    SOURCE,
+    "the same count as kamailio_tcp_connections (statistics), without kex",
 )
 WRITE_QUEUED = FamilyInfo(
-    "kamailio_tcp_write_queued_bytes", "gauge",
-    "Bytes queued for writing on TCP connections (async TCP only)", (), SOURCE,
+    "kamailio_tcp_write_queued_bytes",
+    "gauge",
+    "Bytes queued for writing on TCP connections (async TCP only)",
+    (),
+    SOURCE,
 )
-FAMILIES = (READERS, MAX_CONNECTIONS, TLS_MAX_CONNECTIONS, TLS_CONNECTIONS, OPENED_CONNECTIONS,
-            WRITE_QUEUED)
-_FIELDS = ((READERS, "readers"), (MAX_CONNECTIONS, "max_connections"),
-           (TLS_MAX_CONNECTIONS, "max_tls_connections"),
-           (TLS_CONNECTIONS, "opened_tls_connections"),
-           (OPENED_CONNECTIONS, "opened_connections"), (WRITE_QUEUED, "write_queued_bytes"))
+FAMILIES = (
+    READERS,
+    MAX_CONNECTIONS,
+    TLS_MAX_CONNECTIONS,
+    TLS_CONNECTIONS,
+    OPENED_CONNECTIONS,
+    WRITE_QUEUED,
+)
+_FIELDS = (
+    (READERS, "readers"),
+    (MAX_CONNECTIONS, "max_connections"),
+    (TLS_MAX_CONNECTIONS, "max_tls_connections"),
+    (TLS_CONNECTIONS, "opened_tls_connections"),
+    (OPENED_CONNECTIONS, "opened_connections"),
+    (WRITE_QUEUED, "write_queued_bytes"),
+)
 
 
 def _calls(options: CollectorOptions) -> list[Call]:
@@ -43,6 +60,4 @@ def _collect(replies: Sequence[Reply], options: CollectorOptions) -> list[Metric
     return int_field_families(replies[0], SOURCE, _FIELDS)
 
 
-COLLECTOR = Collector(
-    "tcp_info", frozenset({"core.tcp_info"}), _calls, _collect, families=FAMILIES
-)
+COLLECTOR = Collector("tcp_info", frozenset({"core.tcp_info"}), _calls, _collect, families=FAMILIES)

@@ -16,16 +16,25 @@ MAX_CONNECTIONS = FamilyInfo(
     "kamailio_tls_info_max_connections", "gauge", "TLS connection limit (tls module)", (), SOURCE
 )
 OPENED_CONNECTIONS = FamilyInfo(
-    "kamailio_tls_info_opened_connections", "gauge", "Opened TLS connections (tls module)", (),
+    "kamailio_tls_info_opened_connections",
+    "gauge",
+    "Opened TLS connections (tls module)",
+    (),
     SOURCE,
 )
 WRITE_QUEUED = FamilyInfo(
-    "kamailio_tls_info_clear_text_write_queued_bytes", "gauge",
-    "Clear-text bytes queued for writing on TLS connections", (), SOURCE,
+    "kamailio_tls_info_clear_text_write_queued_bytes",
+    "gauge",
+    "Clear-text bytes queued for writing on TLS connections",
+    (),
+    SOURCE,
 )
 FAMILIES = (MAX_CONNECTIONS, OPENED_CONNECTIONS, WRITE_QUEUED)
-_FIELDS = ((MAX_CONNECTIONS, "max_connections"), (OPENED_CONNECTIONS, "opened_connections"),
-           (WRITE_QUEUED, "clear_text_write_queued_bytes"))
+_FIELDS = (
+    (MAX_CONNECTIONS, "max_connections"),
+    (OPENED_CONNECTIONS, "opened_connections"),
+    (WRITE_QUEUED, "clear_text_write_queued_bytes"),
+)
 
 
 def _calls(options: CollectorOptions) -> list[Call]:

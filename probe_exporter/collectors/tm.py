@@ -16,9 +16,7 @@ from .base import Call, Collector, CollectorOptions, Reply, count, fields, nonem
 SOURCE = "tm.stats"
 
 
-def _info(
-    name: str, type_: MetricType, help_: str, labels: tuple[str, ...] = ()
-) -> FamilyInfo:
+def _info(name: str, type_: MetricType, help_: str, labels: tuple[str, ...] = ()) -> FamilyInfo:
     return FamilyInfo(name, type_, help_, labels, SOURCE)
 
 
@@ -32,7 +30,9 @@ RPL_GENERATED = _info(
 )
 RPL_SENT = _info("kamailio_tm_stats_rpl_sent_total", "counter", "Replies sent")
 CODES = _info(
-    "kamailio_tm_stats_codes_total", "counter", "Transactions completed by final reply class",
+    "kamailio_tm_stats_codes_total",
+    "counter",
+    "Transactions completed by final reply class",
     ("code",),
 )
 CREATED = _info("kamailio_tm_stats_created_total", "counter", "Transaction cells created")
@@ -40,11 +40,28 @@ FREED = _info("kamailio_tm_stats_freed_total", "counter", "Transaction cells fre
 DELAYED_FREE = _info(
     "kamailio_tm_stats_delayed_free_total", "counter", "Transaction cells freed with a delay"
 )
-FAMILIES = (CURRENT, WAITING, TOTAL, LOCAL, RPL_RECEIVED, RPL_GENERATED, RPL_SENT, CODES,
-            CREATED, FREED, DELAYED_FREE)
-_FIELDS = ((CURRENT, "current"), (WAITING, "waiting"), (TOTAL, "total"), (LOCAL, "total_local"),
-           (RPL_RECEIVED, "rpl_received"), (RPL_GENERATED, "rpl_generated"),
-           (RPL_SENT, "rpl_sent"))
+FAMILIES = (
+    CURRENT,
+    WAITING,
+    TOTAL,
+    LOCAL,
+    RPL_RECEIVED,
+    RPL_GENERATED,
+    RPL_SENT,
+    CODES,
+    CREATED,
+    FREED,
+    DELAYED_FREE,
+)
+_FIELDS = (
+    (CURRENT, "current"),
+    (WAITING, "waiting"),
+    (TOTAL, "total"),
+    (LOCAL, "total_local"),
+    (RPL_RECEIVED, "rpl_received"),
+    (RPL_GENERATED, "rpl_generated"),
+    (RPL_SENT, "rpl_sent"),
+)
 _OPTIONAL = ((CREATED, "created"), (FREED, "freed"), (DELAYED_FREE, "delayed_free"))
 _CODES = ("2xx", "3xx", "4xx", "5xx", "6xx")
 

@@ -26,19 +26,27 @@ from .base import (
 SOURCE = "uac.reg_dump"
 LABELS = ("l_uuid", "r_username", "r_domain")
 REGISTERED = FamilyInfo(
-    "kamailio_uac_registration_registered", "gauge",
-    "1 when the outbound registration is registered", LABELS, SOURCE,
+    "kamailio_uac_registration_registered",
+    "gauge",
+    "1 when the outbound registration is registered",
+    LABELS,
+    SOURCE,
 )
 STATE = FamilyInfo(
-    "kamailio_uac_registration_state", "gauge",
+    "kamailio_uac_registration_state",
+    "gauge",
     "The outbound registration's state: one series per state, 1 for the current one",
-    (*LABELS, "state"), SOURCE,
+    (*LABELS, "state"),
+    SOURCE,
     "state: registered, registering, failed (neither registered nor in progress: rejected, "
     "unanswered or not attempted yet), disabled",
 )
 EXPIRES = FamilyInfo(
-    "kamailio_uac_registration_expires_seconds", "gauge",
-    "The expires interval the registration asks for", LABELS, SOURCE,
+    "kamailio_uac_registration_expires_seconds",
+    "gauge",
+    "The expires interval the registration asks for",
+    LABELS,
+    SOURCE,
 )
 FAMILIES = (REGISTERED, STATE, EXPIRES)
 _DISABLED, _ONGOING, _ONLINE, _AUTHSENT = 1, 2, 4, 8
@@ -74,8 +82,11 @@ def _collect(replies: Sequence[Reply], options: CollectorOptions) -> list[Metric
         if uuid in seen:
             continue
         seen.add(uuid)
-        labels = (uuid, str_field(values, "r_username", SOURCE),
-                  str_field(values, "r_domain", SOURCE))
+        labels = (
+            uuid,
+            str_field(values, "r_username", SOURCE),
+            str_field(values, "r_domain", SOURCE),
+        )
         current = _state(int_field(values, "flags", SOURCE))
         registered.samples.append((labels, 1 if current == "registered" else 0))
         for name in _STATES:
