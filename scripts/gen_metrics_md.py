@@ -12,9 +12,10 @@ import inspect
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import cast
 
 from probe_exporter.collectors import COLLECTORS, Collector, merge, stats
-from probe_exporter.metrics import SUFFIXED_TYPES, FamilyInfo
+from probe_exporter.metrics import SUFFIXED_TYPES, FamilyInfo, MetricType
 from probe_exporter.pool import ConnectionPool
 from probe_exporter.probe import PROBE_FAMILIES
 from probe_exporter.selfmetrics import SelfMetrics
@@ -123,7 +124,9 @@ def _self_section() -> list[str]:
             labels.update(dict.fromkeys(sample.labels))
         labels.pop(SUFFIXED_TYPES.get(metric.type, ""), None)
         name = metric.name + "_total" if metric.type == "counter" else metric.name
-        infos.append(FamilyInfo(name, metric.type, metric.documentation, tuple(labels), "/metrics"))
+        # prometheus_client types Metric.type as str; its values are MetricType's.
+        kind = cast(MetricType, metric.type)
+        infos.append(FamilyInfo(name, kind, metric.documentation, tuple(labels), "/metrics"))
     return [
         "## The exporter itself",
         "",

@@ -305,14 +305,14 @@ def fake_dns(host: str) -> list[str]:
     return answers[: 1 + (digest >> 6) % 2]
 
 
-async def _fake_lookup(host: str, port: int | None, type: int) -> list[tuple[Any, ...]]:
+async def _fake_lookup(host: str, port: int | None, kind: int) -> list[Any]:
     answers = fake_dns(host)
     if not answers:
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
     return [
-        (socket.AF_INET6, type, 6, "", (ip, port, 0, 0))
+        (socket.AF_INET6, kind, 6, "", (ip, port, 0, 0))
         if ":" in ip
-        else (socket.AF_INET, type, 6, "", (ip, port))
+        else (socket.AF_INET, kind, 6, "", (ip, port))
         for ip in answers
     ]
 

@@ -889,7 +889,8 @@ def test_schema_rejects_bad_values(flag: str, value: str, message: str) -> None:
 
 
 def _values_schema() -> dict[str, Any]:
-    return json.loads((CHART / "values.schema.json").read_text())
+    schema: dict[str, Any] = json.loads((CHART / "values.schema.json").read_text())
+    return schema
 
 
 # Values documented as one object rather than key by key.

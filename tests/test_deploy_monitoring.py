@@ -318,7 +318,7 @@ def test_dashboard_covers_the_fleet_overview() -> None:
 
 # --- the Prometheus examples in a real Prometheus ---------------------------------------------
 
-SD_TARGETS = [
+SD_TARGETS: list[dict[str, Any]] = [
     {"targets": ["sbc-fra-1"], "labels": {"__meta_kamailio_target_module": "light", "site": "fra"}},
     {"targets": ["local"], "labels": {"__meta_kamailio_target_module": ""}},
     *(

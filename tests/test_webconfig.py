@@ -236,7 +236,7 @@ def bcrypt_calls(monkeypatch: pytest.MonkeyPatch) -> CheckCounter:
         counter.calls += 1
         return checkpw(password, hashed)
 
-    monkeypatch.setattr(webconfig.bcrypt, "checkpw", counting)
+    monkeypatch.setattr(bcrypt, "checkpw", counting)
     return counter
 
 
