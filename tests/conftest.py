@@ -2,12 +2,22 @@
 
 When the kamailio or sipp binary is missing, tests that use them skip, telling how to install
 them; with CI=true in the environment they fail instead, so CI cannot pass without them.
+
+Test tiers: every test is marked `hermetic` unless it is marked `real` or `kamailio` (itself, by
+its class or by its module's `pytestmark`) or needs one of REAL_PART_FIXTURES, directly or
+through another fixture; those are marked `real`. `pytest -m hermetic` runs the fast tier. The
+tier cannot rot: while a hermetic test sets up and runs, starting any program other than this
+Python interpreter (Kamailio, sipp, Prometheus, promtool, helm, podman, openssl, curl...)
+raises, and the test fails with the program's name.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Iterator
+import shutil
+import sys
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -30,6 +40,88 @@ def require_binary(name: str) -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(message, pytrace=False)
     pytest.skip(message)
+
+
+# Fixtures that start real parts: a test needing any of them (even indirectly) is `real`.
+REAL_PART_FIXTURES = frozenset({"kamailio", "kamailio_factory", "sipp"})
+_REAL_MARKERS = ("real", "kamailio")
+_PYTHON = os.path.realpath(sys.executable)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        real = any(item.get_closest_marker(name) for name in _REAL_MARKERS) or bool(
+            REAL_PART_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+        )
+        item.add_marker(pytest.mark.real if real else pytest.mark.hermetic)
+
+
+class HermeticTierError(RuntimeError):
+    """A test of the hermetic tier started an outside program."""
+
+
+class _ProgramGuard:
+    """An audit hook (sys.addaudithook) that refuses to start programs other than this Python
+    while `test` names a running hermetic test; hooks cannot be removed, so it stays idle
+    between hermetic tests."""
+
+    def __init__(self) -> None:
+        self.test: str | None = None
+        self.refused: list[str] = []
+
+    def __call__(self, event: str, args: tuple[object, ...]) -> None:
+        if self.test is None:
+            return
+        # Popen's event names the program it execs (the shell for shell=True).
+        if event in ("subprocess.Popen", "os.posix_spawn", "os.exec", "os.spawn"):
+            executable = args[0]
+        elif event == "os.system":
+            executable = str(args[0]).split(" ", 1)[0]
+        else:
+            return
+        if not isinstance(executable, str | bytes | os.PathLike):
+            executable = str(executable)
+        program = os.fsdecode(executable)
+        found = shutil.which(program) if os.sep not in program else program
+        if found is not None and os.path.realpath(found) == _PYTHON:
+            return
+        self.refused.append(program)
+        raise HermeticTierError(
+            f"{self.test} is in the hermetic tier but starts {program!r}: mark it "
+            "pytest.mark.real (or give it a fixture of conftest.REAL_PART_FIXTURES)"
+        )
+
+    @contextlib.contextmanager
+    def active_for(self, item: pytest.Item) -> Iterator[None]:
+        if item.get_closest_marker("hermetic") is None:
+            yield
+            return
+        self.test, self.refused = item.nodeid, []
+        try:
+            yield
+        finally:
+            self.test = None
+        # Also when the test caught the error itself.
+        if self.refused:
+            pytest.fail(f"hermetic test started {self.refused}: mark it real", pytrace=False)
+
+
+_PROGRAM_GUARD = _ProgramGuard()
+sys.addaudithook(_PROGRAM_GUARD)
+
+
+# Setup and call only: a module's real fixture may be torn down after its last test, which
+# can be hermetic.
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+    with _PROGRAM_GUARD.active_for(item):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    with _PROGRAM_GUARD.active_for(item):
+        return (yield)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -49,6 +49,7 @@ def final_stage() -> list[tuple[str, str]]:
     return steps[last_from:]
 
 
+@pytest.mark.real
 def test_hadolint_clean() -> None:
     hadolint = shutil.which("hadolint") or shutil.which(
         "hadolint", path=str(Path(sys.executable).parent)

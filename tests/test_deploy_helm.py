@@ -27,6 +27,8 @@ import yaml
 
 from probe_exporter.config import parse_config
 
+pytestmark = pytest.mark.real  # helm renders and lints the chart
+
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "helm" / "kamailio-probe-exporter"
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))

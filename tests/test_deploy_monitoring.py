@@ -178,6 +178,7 @@ def test_suffixes_map_to_families() -> None:
 # --- promtool ---------------------------------------------------------------------------------
 
 
+@pytest.mark.real
 @pytest.mark.parametrize("config", PROMETHEUS_CONFIGS, ids=lambda p: p.name)
 def test_prometheus_example_is_valid(config: Path) -> None:
     result = run("promtool", "check", "config", str(config))
@@ -185,11 +186,13 @@ def test_prometheus_example_is_valid(config: Path) -> None:
     assert "SUCCESS: 13 rules found" in result.stdout
 
 
+@pytest.mark.real
 def test_alert_rules_check() -> None:
     result = run("promtool", "check", "rules", str(RULES))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.real
 def test_alert_rules_unit_tests() -> None:
     result = run("promtool", "test", "rules", str(RULE_TESTS))
     assert result.returncode == 0, result.stdout + result.stderr
@@ -225,6 +228,7 @@ def test_every_alert_has_severity_and_runbook() -> None:
         assert set(rule["annotations"]) == {"summary", "description", "runbook"}, rule["alert"]
 
 
+@pytest.mark.real
 def test_dashboard_expressions_parse(tmp_path: Path) -> None:
     exprs = dashboard_expressions()
     rule_file = tmp_path / "dashboard-rules.yml"
@@ -382,6 +386,7 @@ def _active_targets(api: str, pools: int, deadline: float) -> list[dict[str, Any
         time.sleep(0.25)
 
 
+@pytest.mark.real
 def test_examples_relabel_as_documented(tmp_path: Path, sd_server: str) -> None:
     config = _merged_examples(sd_server)
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
@@ -459,6 +464,7 @@ def test_examples_relabel_as_documented(tmp_path: Path, sd_server: str) -> None:
 # --- systemd ----------------------------------------------------------------------------------
 
 
+@pytest.mark.real
 def test_systemd_unit_verifies(tmp_path: Path) -> None:
     # systemd-analyze checks that ExecStart exists: point it at a binary every system has.
     unit = tmp_path / UNIT.name

@@ -254,6 +254,7 @@ def test_negotiate(accept: str | None, openmetrics: bool) -> None:
         assert (renderer, content_type) == (render_text, CONTENT_TYPE_TEXT)
 
 
+@pytest.mark.real
 def test_promtool_finds_nothing_in_the_full_set() -> None:
     if not shutil.which(PROMTOOL):
         if os.environ.get("CI", "").lower() == "true":

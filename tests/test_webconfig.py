@@ -545,6 +545,7 @@ def tls_config(directory: Path, extra: str = "") -> Path:
     )
 
 
+@pytest.mark.real
 async def test_https_with_basic_auth(serve: Serve, pki: Pki, tls_dir: Path) -> None:
     holder = WebConfigHolder(tls_config(tls_dir, f"basic_auth_users:\n  prom: {HASH}\n"))
     url = await serve(holder)
@@ -556,6 +557,7 @@ async def test_https_with_basic_auth(serve: Serve, pki: Pki, tls_dir: Path) -> N
         await get(url + "/-/healthy", ssl.create_default_context())  # untrusted CA
 
 
+@pytest.mark.real
 async def test_certificate_rotation_needs_no_restart(serve: Serve, pki: Pki, tls_dir: Path) -> None:
     holder = WebConfigHolder(tls_config(tls_dir), check_interval=0.0)
     url = await serve(holder)
@@ -577,6 +579,7 @@ async def test_certificate_rotation_needs_no_restart(serve: Serve, pki: Pki, tls
     assert "cannot load cert_file" in holder.last_error
 
 
+@pytest.mark.real
 async def test_client_certificates_required(serve: Serve, pki: Pki, tls_dir: Path) -> None:
     holder = WebConfigHolder(
         tls_config(
@@ -591,6 +594,7 @@ async def test_client_certificates_required(serve: Serve, pki: Pki, tls_dir: Pat
             await get(url + "/metrics", context)
 
 
+@pytest.mark.real
 async def test_tls_minimum_version(serve: Serve, pki: Pki, tls_dir: Path) -> None:
     url = await serve(WebConfigHolder(tls_config(tls_dir, "  min_version: TLS13\n")))
     old_client = client_context(pki)
@@ -600,6 +604,7 @@ async def test_tls_minimum_version(serve: Serve, pki: Pki, tls_dir: Path) -> Non
     assert await get(url + "/metrics", client_context(pki)) == (200, "hello")
 
 
+@pytest.mark.real
 def test_turning_tls_off_needs_a_restart(pki: Pki, tls_dir: Path) -> None:
     holder = WebConfigHolder(tls_config(tls_dir), check_interval=0.0)
     context = holder.ssl_context()
