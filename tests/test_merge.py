@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as parse_openmetrics,
 )
@@ -215,3 +217,89 @@ def test_empty_text_merges_nothing() -> None:
 def test_bad_text_raises(text: str, message: str) -> None:
     with pytest.raises(MergeError, match=message):
         merge_exposition([], text, "src")
+
+
+# -- generated expositions: whatever a source sends, the output stays one valid exposition -----
+
+_NAMES = (
+    "kamailio_up",
+    "kamailio_probe_duration_seconds",
+    "kamailio_exporter_collector_success",
+    "kamailio_pkgmem_used",
+    "kamailio_bad_msg_hdr",
+    "kamailio_stats_x_total",
+    "m",
+    "m_total",
+    "m_created",
+    "m_bucket",
+    "m_sum",
+    "m_count",
+    "n",
+)
+_LABELS = (
+    "",
+    '{a=""}',
+    '{a="1"}',
+    '{a="1",b="x\\ny"}',
+    '{a="\\q"}',
+    '{le="+Inf"}',
+    '{le="0.5"}',
+    '{a="1",le="1"}',
+    '{quantile="0.5"}',
+    '{quantile="2"}',
+)
+_VALUES = ("0", "1", "2", "-1", "1.5", "NaN", "+Inf", "-Inf", "1e400", "9" * 400)
+_TYPES = ("counter", "gauge", "histogram", "summary", "untyped")
+_LINE = st.one_of(
+    st.builds(
+        lambda name, labels, value: f"{name}{labels} {value}",
+        st.sampled_from(_NAMES),
+        st.sampled_from(_LABELS),
+        st.sampled_from(_VALUES),
+    ),
+    st.builds(
+        lambda name, type_: f"# TYPE {name} {type_}",
+        st.sampled_from(_NAMES),
+        st.sampled_from(_TYPES),
+    ),
+    st.builds(lambda name: f"# HELP {name} Some \\ help", st.sampled_from(_NAMES)),
+    st.just("# EOF"),
+    st.just(""),
+)
+_OURS: list[MetricFamily] = []
+
+
+def _ours() -> list[MetricFamily]:
+    """The full set and kamailio_up: what a probe has before its sources are merged."""
+    if not _OURS:
+        _OURS.extend(
+            [*full_set_families(), MetricFamily("kamailio_up", "gauge", "Up", (), [((), 0)])]
+        )
+    return _OURS
+
+
+def _series(text: str, openmetrics: bool) -> list[tuple[str, frozenset[tuple[str, str]]]]:
+    parse = parse_openmetrics if openmetrics else parse_text
+    return [
+        (s.name, frozenset((k, v) for k, v in s.labels.items() if v))
+        for family in parse(text)
+        for s in family.samples
+    ]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_LINE, max_size=25))
+def test_any_merge_renders_one_valid_exposition(lines: list[str]) -> None:
+    ours = _ours()
+    try:
+        merged, _, _ = merge_exposition(ours, "\n".join(lines) + "\n", "src")
+    except MergeError:
+        return
+    families = [*ours, *merged]
+    names_by_format = []
+    for openmetrics, render in ((False, render_text), (True, render_openmetrics)):
+        series = _series(render(families).decode(), openmetrics)
+        assert len(series) == len(set(series)), "a repeated series"
+        assert [name for name, _ in series].count("kamailio_up") == 1
+        names_by_format.append({name for name, _ in series})
+    assert names_by_format[0] == names_by_format[1]
