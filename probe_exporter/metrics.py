@@ -140,16 +140,24 @@ def drop_bad_samples(families: Iterable[MetricFamily]) -> tuple[int, int]:
     histograms and summaries, their suffixes) are equal.
     """
     duplicates = invalid = 0
+    limit = _FLOAT_LIMIT
     for family in families:
         samples = family.samples
         suffixes = family.suffixes
         type_ = family.type
-        if (
-            suffixes is None
-            and len({values for values, _ in samples}) == len(samples)
-            and all(_valid(value, type_, "") for _, value in samples)
-        ):
-            continue  # the common case: nothing to drop, nothing to copy
+        if suffixes is None:
+            # the common case, inline (a probe has a few hundred samples): nothing to drop
+            counter = type_ == "counter"
+            for _, value in samples:
+                if value.__class__ is int:
+                    if -limit <= value <= limit and (not counter or value >= 0):
+                        continue
+                elif value.__class__ is float and (not counter or value >= 0):
+                    continue
+                break
+            else:
+                if len(samples) < 2 or len({values for values, _ in samples}) == len(samples):
+                    continue
         kept: list[tuple[tuple[str, ...], float]] = []
         kept_suffixes: list[str] = []
         seen: set[object] = set()

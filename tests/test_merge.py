@@ -15,9 +15,11 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 from test_collectors import full_set_families
 
+from probe_exporter.collectors import COLLECTORS, is_reserved
 from probe_exporter.collectors.merge import MergeError, merge_exposition
 from probe_exporter.exposition import render_openmetrics, render_text
-from probe_exporter.metrics import MetricFamily
+from probe_exporter.metrics import MetricFamily, exposed_names
+from probe_exporter.probe import PROBE_FAMILIES
 
 SCRAPED = Path(__file__).parent / "fixtures" / "scraped"
 SAMPLE_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})? (\S+)(?: \d+)?$")
@@ -303,3 +305,18 @@ def test_any_merge_renders_one_valid_exposition(lines: list[str]) -> None:
         assert [name for name, _ in series].count("kamailio_up") == 1
         names_by_format.append({name for name, _ in series})
     assert names_by_format[0] == names_by_format[1]
+
+
+def test_every_name_of_the_exporter_is_reserved() -> None:
+    """Declared, not found by order: every probe family and every collector's families (their
+    OpenMetrics names too), whether or not a collector runs."""
+    declared = [*PROBE_FAMILIES, *(i for c in COLLECTORS.values() for i in c.families)]
+    for info in declared:
+        if info.is_pattern:
+            assert info.name.startswith("kamailio_")
+            continue
+        for name in exposed_names(info.name, info.type):
+            assert is_reserved(name), name
+    assert is_reserved("kamailio_stats_anything_total")
+    assert is_reserved("kamailio_exporter_anything")
+    assert not is_reserved("kamailio_core_bad_msg_hdr")  # xhttp_prom's own name
