@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from .metrics import SUFFIXED_TYPES, MetricFamily
+from .metrics import SUFFIXED_TYPES, MetricFamily, openmetrics_typed
 
 __all__ = [
     "CONTENT_TYPE_OPENMETRICS",
@@ -44,6 +44,7 @@ class _Layout:
         "labelnames",
         "line",
         "middle",
+        "openmetrics_unknown",
         "prefix",
         "sample_name",
         "separator",
@@ -51,12 +52,11 @@ class _Layout:
         "type",
     )
 
-    def __init__(
-        self, type_: str, help_: str, labelnames: tuple[str, ...], header: str, sample_name: str
-    ) -> None:
-        self.type = type_
-        self.help = help_
-        self.labelnames = labelnames
+    def __init__(self, family: MetricFamily, header: str, sample_name: str) -> None:
+        self.type = family.type
+        self.help = family.help
+        self.labelnames = labelnames = family.labelnames
+        self.openmetrics_unknown = family.openmetrics_unknown
         self.header = header
         self.sample_name = sample_name
         # `name{a="%s",b="%s"} %s\n` per sample name (a histogram has three)
@@ -109,13 +109,7 @@ def _text_layout(family: MetricFamily) -> _Layout:
     if family.help:
         escaped = family.help.replace("\\", "\\\\").replace("\n", "\\n")
         help_line = f"# HELP {name} {escaped}\n"
-    layout = _Layout(
-        family.type,
-        family.help,
-        family.labelnames,
-        f"{help_line}# TYPE {name} {family.type}\n",
-        name,
-    )
+    layout = _Layout(family, f"{help_line}# TYPE {name} {family.type}\n", name)
     if len(_text_layouts) >= _CACHE_LIMIT:
         _text_layouts.clear()
     _text_layouts[name] = layout
@@ -124,21 +118,16 @@ def _text_layout(family: MetricFamily) -> _Layout:
 
 def _om_layout(family: MetricFamily) -> _Layout:
     name = sample_name = family.name
-    if family.type == "counter":
-        name = name[:-6] if name.endswith("_total") else name
-        sample_name = name + "_total"
+    type_ = _OM_TYPES.get(family.type, family.type)
+    if not openmetrics_typed(name, family.type, family.openmetrics_unknown):
+        type_ = "unknown"  # the sample keeps its name: a counter's would gain `_total`
+    elif family.type == "counter":
+        name = name[:-6]
     help_line = ""
     if family.help:
         escaped = family.help.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
         help_line = f"# HELP {name} {escaped}\n"
-    type_ = _OM_TYPES.get(family.type, family.type)
-    layout = _Layout(
-        family.type,
-        family.help,
-        family.labelnames,
-        f"{help_line}# TYPE {name} {type_}\n",
-        sample_name,
-    )
+    layout = _Layout(family, f"{help_line}# TYPE {name} {type_}\n", sample_name)
     if len(_om_layouts) >= _CACHE_LIMIT:
         _om_layouts.clear()
     _om_layouts[family.name] = layout
@@ -149,7 +138,6 @@ def _render(
     families: Iterable[MetricFamily],
     layouts: dict[str, _Layout],
     new_layout: Callable[[MetricFamily], _Layout],
-    openmetrics: bool,
 ) -> list[str]:
     """The lines of every family: one loop, as a probe renders about a hundred families and
     most hold a single sample, so per-family calls would cost more than the samples."""
@@ -158,14 +146,13 @@ def _render(
     cached = layouts.get
     value: object
     for family in families:
-        if openmetrics and family.text_format_only:
-            continue
         layout = cached(family.name)
         if (
             layout is None
             or layout.type != family.type
             or layout.help != family.help
             or layout.labelnames != family.labelnames
+            or layout.openmetrics_unknown != family.openmetrics_unknown
         ):
             layout = new_layout(family)
         append(layout.header)
@@ -223,12 +210,13 @@ def _render_suffixed(out: list[str], family: MetricFamily, layout: _Layout) -> N
 
 def render_text(families: Iterable[MetricFamily]) -> bytes:
     """Prometheus text format 0.0.4."""
-    return "".join(_render(families, _text_layouts, _text_layout, False)).encode()
+    return "".join(_render(families, _text_layouts, _text_layout)).encode()
 
 
 def render_openmetrics(families: Iterable[MetricFamily]) -> bytes:
-    """OpenMetrics 1.0.0: counters are named without `_total`, their samples with it."""
-    out = _render(families, _om_layouts, _om_layout, True)
+    """OpenMetrics 1.0.0: counters are named without `_total`, their samples with it; a
+    counter OpenMetrics cannot carry under its sample name is an `unknown` family."""
+    out = _render(families, _om_layouts, _om_layout)
     out.append("# EOF\n")
     return "".join(out).encode()
 

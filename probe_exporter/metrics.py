@@ -8,7 +8,8 @@ it, so what they emit and what is documented cannot drift apart.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
@@ -27,9 +28,10 @@ class MetricFamily:
     Their last label is `le` or `quantile`; `_sum` and `_count` samples leave it empty and it
     is not rendered for them.
 
-    `text_format_only` marks a compatibility copy of data that another family carries under
-    the name OpenMetrics would give this one (`kamailio_bad_msg_hdr` beside the counter
-    `kamailio_bad_msg_hdr_total`): the OpenMetrics renderer leaves it out.
+    `openmetrics_unknown` marks a counter whose OpenMetrics family name is another family's
+    (the counter `kamailio_bad_msg_hdr_total` beside the seed's untyped `kamailio_bad_msg_hdr`):
+    the OpenMetrics renderer writes it as an `unknown` family under its own sample name, so
+    that every sample keeps its name in both formats.
     """
 
     name: str
@@ -38,7 +40,7 @@ class MetricFamily:
     labelnames: tuple[str, ...] = ()
     samples: list[tuple[tuple[str, ...], float]] = field(default_factory=list)
     suffixes: list[str] | None = None
-    text_format_only: bool = False
+    openmetrics_unknown: bool = False
 
     def add(self, labelvalues: Sequence[str], value: float) -> None:
         self.samples.append((tuple(labelvalues), value))
@@ -59,7 +61,7 @@ class FamilyInfo:
     labels: tuple[str, ...] = ()
     source: str = ""
     note: str = ""
-    text_format_only: bool = False
+    openmetrics_unknown: bool = False
 
     @property
     def is_pattern(self) -> bool:
@@ -69,7 +71,7 @@ class FamilyInfo:
         """An empty family with this name, type, HELP and labels."""
         # positional: a probe makes about a hundred families, and keywords cost half as much again
         return MetricFamily(
-            self.name, self.type, self.help, self.labels, [], None, self.text_format_only
+            self.name, self.type, self.help, self.labels, [], None, self.openmetrics_unknown
         )
 
 
@@ -80,6 +82,13 @@ def text_names(name: str, type_: str) -> tuple[str, ...]:
     if type_ == "summary":
         return (name, name + "_sum", name + "_count")
     return (name,)
+
+
+def openmetrics_typed(name: str, type_: str, openmetrics_unknown: bool) -> bool:
+    """Whether OpenMetrics can carry a family under its type with its text-format sample
+    names: not for a counter without `_total` (OpenMetrics would add it) or one marked
+    `openmetrics_unknown`; those are written as `unknown` families, names unchanged."""
+    return type_ != "counter" or (name.endswith("_total") and not openmetrics_unknown)
 
 
 def exposed_names(name: str, type_: str) -> tuple[str, ...]:
@@ -97,3 +106,73 @@ def exposed_names(name: str, type_: str) -> tuple[str, ...]:
     if type_ == "summary":
         return (name, name + "_sum", name + "_count", name + "_created")
     return (name,)
+
+
+# The largest integer a Prometheus sample (a float64) can hold: a larger one does not parse.
+_FLOAT_LIMIT = int(sys.float_info.max)
+# Samples that OpenMetrics (and a counter's meaning) require to be a non-negative number.
+_COUNT_LIKE = frozenset({"_bucket", "_count", "_sum"})
+
+
+def _valid(value: float, type_: str, suffix: str) -> bool:
+    if value.__class__ is int:
+        if not -_FLOAT_LIMIT <= value <= _FLOAT_LIMIT:
+            return False
+    elif not isinstance(value, int | float):
+        return False
+    if type_ == "counter" or suffix in _COUNT_LIKE:
+        if not value >= 0:  # also NaN
+            return False
+        if suffix in ("_bucket", "_count") and not float(value).is_integer():
+            return False
+    elif type_ == "summary" and suffix == "" and value < 0:
+        return False
+    return True
+
+
+def drop_bad_samples(families: Iterable[MetricFamily]) -> tuple[int, int]:
+    """Removes, in place, every sample that repeats a series of its family and every value a
+    Prometheus sample cannot hold or its type forbids (a negative or NaN counter, a fractional
+    bucket count...). Returns (repeated series, invalid values).
+
+    The one place that keeps an exposition free of duplicate series: a family's samples share
+    its label names, so two samples are one series exactly when their label values (and, for
+    histograms and summaries, their suffixes) are equal.
+    """
+    duplicates = invalid = 0
+    limit = _FLOAT_LIMIT
+    for family in families:
+        samples = family.samples
+        suffixes = family.suffixes
+        type_ = family.type
+        if suffixes is None:
+            # the common case, inline (a probe has a few hundred samples): nothing to drop
+            counter = type_ == "counter"
+            for _, value in samples:
+                if value.__class__ is int:
+                    if -limit <= value <= limit and (not counter or value >= 0):
+                        continue
+                elif value.__class__ is float and (not counter or value >= 0):
+                    continue
+                break
+            else:
+                if len(samples) < 2 or len({values for values, _ in samples}) == len(samples):
+                    continue
+        kept: list[tuple[tuple[str, ...], float]] = []
+        kept_suffixes: list[str] = []
+        seen: set[object] = set()
+        for index, (values, value) in enumerate(samples):
+            suffix = suffixes[index] if suffixes is not None else ""
+            key = (suffix, values)
+            if key in seen:
+                duplicates += 1
+            elif not _valid(value, type_, suffix):
+                invalid += 1
+            else:
+                seen.add(key)
+                kept.append((values, value))
+                kept_suffixes.append(suffix)
+        family.samples = kept
+        if suffixes is not None:
+            family.suffixes = kept_suffixes
+    return duplicates, invalid

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import aiohttp
 from cachetools import TTLCache
@@ -22,7 +23,7 @@ from .binrpc.client import ConnectError, Connection, ConnectionLost, Reply
 from .binrpc.codec import Fault, ProtocolError
 from .collectors import COLLECTORS, Call, Collector, CollectorOptions
 from .collectors.merge import merge_parsed, parse_exposition
-from .metrics import FamilyInfo, MetricFamily
+from .metrics import FamilyInfo, MetricFamily, drop_bad_samples
 from .pool import ConnectionPool
 
 log = logging.getLogger("probe_exporter.probe")
@@ -77,9 +78,28 @@ COLLECTOR_DURATION = FamilyInfo(
 MERGED_DUPLICATES = FamilyInfo(
     "kamailio_exporter_merged_duplicates",
     "gauge",
-    "Samples dropped from a merged HTTP source because the exporter already emits their family.",
+    "Samples dropped from a merged HTTP source because the exporter emits or reserves their "
+    "name, another family of the probe's sources has it, or their series repeats.",
     ("source",),
     "probe",
+)
+INVALID_VALUES = FamilyInfo(
+    "kamailio_exporter_invalid_values",
+    "gauge",
+    "Samples dropped because Prometheus cannot take their value (out of a float's range, a "
+    "negative or NaN counter...), by collector or merged source.",
+    ("collector",),
+    "probe",
+    "only collectors and sources that dropped any; the stats collector counts statistics "
+    "that are not a %lu number in kamailio_exporter_stats_dropped",
+)
+DUPLICATE_SERIES = FamilyInfo(
+    "kamailio_exporter_duplicate_series",
+    "gauge",
+    "Samples dropped because their series (name and labels) repeats one of the collector's.",
+    ("collector",),
+    "probe",
+    "only collectors that dropped any",
 )
 PROBE_FAMILIES = (
     UP,
@@ -89,7 +109,10 @@ PROBE_FAMILIES = (
     COLLECTOR_SUCCESS,
     COLLECTOR_DURATION,
     MERGED_DUPLICATES,
+    INVALID_VALUES,
+    DUPLICATE_SERIES,
 )
+_NONE: Mapping[str, int] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +209,9 @@ class _ProbeRun:
         self.families: list[MetricFamily] = []
         # (collector or HTTP source, succeeded, seconds)
         self.outcomes: list[tuple[str, bool, float]] = []
+        # samples dropped, by collector or source: invalid values; repeated series of collectors
+        self.invalid: dict[str, int] = {}
+        self.duplicates: dict[str, int] = {}
         self.connection: Connection | None = None  # the last one tried: how far did it get?
 
     def remaining(self) -> float:
@@ -229,7 +255,15 @@ class _ProbeRun:
                     task.exception()  # reported above, or moot once the probe is abandoned
         duration = time.monotonic() - self.started
         self.families.extend(
-            _probe_families(stage, duration, request.timeout, self.outcomes, duplicates)
+            _probe_families(
+                stage,
+                duration,
+                request.timeout,
+                self.outcomes,
+                duplicates,
+                self.invalid,
+                self.duplicates,
+            )
         )
         if stage is None:
             plog(logging.DEBUG, "probe succeeded in %.4fs", duration)
@@ -259,6 +293,8 @@ class _ProbeRun:
                     self.log(logging.INFO, f"pooled connection lost ({exc}), reconnecting once")
                     self.families.clear()
                     self.outcomes.clear()
+                    self.invalid.clear()
+                    self.duplicates.clear()
                     continue
                 raise _StageFailure("rpc", str(exc)) from exc
             except ProtocolError as exc:
@@ -327,6 +363,11 @@ class _ProbeRun:
                 (collector.name, False, waited + time.perf_counter() - collect_started)
             )
             return
+        duplicates, invalid = drop_bad_samples(produced)
+        if duplicates:
+            self.duplicates[collector.name] = duplicates
+        if invalid:
+            self.invalid[collector.name] = invalid
         self.families.extend(produced)
         self.outcomes.append((collector.name, True, waited + time.perf_counter() - collect_started))
         self.log(logging.DEBUG, "collector %s: %d families", collector.name, len(produced))
@@ -362,17 +403,20 @@ class _ProbeRun:
                 self.outcomes.append((source, False, self.loop.time() - started))
                 continue
             try:
-                merged, dropped = merge_parsed(self.families, task.result())
+                merged, dropped, invalid = merge_parsed(self.families, task.result(), source)
             except Exception as exc:  # reported as the source's failure, never the probe's
                 self.log(logging.WARNING, f"{source}: {type(exc).__name__}: {exc}")
                 self.outcomes.append((source, False, self.loop.time() - started))
                 continue
             self.families.extend(merged)
             duplicates[source] = dropped
-            if dropped:
+            if invalid:
+                self.invalid[source] = invalid
+            if dropped or invalid:
                 self.log(
                     logging.INFO,
-                    f"{source}: dropped {dropped} samples of families the exporter already emits",
+                    f"{source}: dropped {dropped} samples of names the exporter has or reserves "
+                    f"or of repeated series, and {invalid} of invalid values",
                 )
             self.outcomes.append((source, True, self.loop.time() - started))
         return duplicates
@@ -424,10 +468,20 @@ def _probe_families(
     timeout: float,
     outcomes: Sequence[tuple[str, bool, float]],
     merged_duplicates: Mapping[str, int],
+    invalid_values: Mapping[str, int] = _NONE,
+    duplicate_series: Mapping[str, int] = _NONE,
 ) -> list[MetricFamily]:
-    (up, duration_f, timeout_f, failure, success, collector_duration, duplicates) = (
-        info.family() for info in PROBE_FAMILIES
-    )
+    (
+        up,
+        duration_f,
+        timeout_f,
+        failure,
+        success,
+        collector_duration,
+        duplicates,
+        invalid,
+        repeated,
+    ) = (info.family() for info in PROBE_FAMILIES)
     up.add((), 0.0 if stage else 1.0)
     duration_f.add((), duration)
     timeout_f.add((), timeout)
@@ -444,6 +498,10 @@ def _probe_families(
         for source, count in merged_duplicates.items():
             duplicates.add((source,), float(count))
         result.append(duplicates)
+    for family, counts in ((invalid, invalid_values), (repeated, duplicate_series)):
+        if counts:
+            family.samples += [((name,), count) for name, count in counts.items()]
+            result.append(family)
     return result
 
 

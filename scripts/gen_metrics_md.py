@@ -34,8 +34,10 @@ A probe (`/probe?target=...`) answers with the families of the probe itself, the
 collector of the target's module, in the order below, then the families merged from the
 target's xhttp_prom and rtpengine URLs, if any. A collector whose module is not loaded in
 Kamailio (its RPCs are missing from `system.listMethods`) is skipped; a family appears only
-when it has samples. Names are those of text format 0.0.4: in OpenMetrics a counter's family
-is named without `_total` and its samples with it. The exporter's own health is on `/metrics`
+when it has samples. Names are those of text format 0.0.4, and every sample keeps its name in
+OpenMetrics too (which Prometheus prefers): there a counter's family is named without `_total`
+and its samples with it, and a counter whose name has no `_total` (or whose OpenMetrics family
+name another family has) is an `unknown` family. The exporter's own health is on `/metrics`
 (last table but one).
 """
 
@@ -53,9 +55,9 @@ texts, label names and label values (the table below), with these changes:
   `kamailio_bad_msg_hdr_total` (counter) and `kamailio_dialog_active_dialogs`,
   `kamailio_dialog_early_dialogs` (gauges), `kamailio_dialog_processed_dialogs_total`,
   `kamailio_dialog_expired_dialogs_total`, `kamailio_dialog_failed_dialogs_total` (counters).
-  OpenMetrics would give `kamailio_bad_msg_hdr` and `kamailio_bad_msg_hdr_total` the same family
-  name: OpenMetrics output has only the counter. Queries on the old names keep working on text
-  format scrapes; move them to the typed names.
+  Both formats keep every sample name (in OpenMetrics `kamailio_bad_msg_hdr_total` is an
+  `unknown` family, as a counter would take the family name `kamailio_bad_msg_hdr`), so queries
+  on the old names keep working; move them to the typed names.
 * **Values read right.** A statistic is an unsigned `%lu`: a gauge at 2^63 or above is shown
   negative (the seed showed about 1.8e19). pkg.stats fields are read as unsigned 32-bit.
   `kamailio_rtpengine_enabled` is 0 for a node disabled permanently (`"1(permanent)"`, which the

@@ -16,7 +16,7 @@ import os
 import socket
 import struct
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +27,7 @@ from probe_exporter.binrpc.codec import (
     PacketReader,
     PacketType,
     ProtocolError,
+    Value,
     encode_fault,
     encode_reply,
 )
@@ -43,6 +44,7 @@ class Behaviour(enum.Enum):
     """What the server does with a connection."""
 
     HEALTHY = "healthy"  # answers system.listMethods with no methods, anything else with a FAULT
+    SCRIPTED = "scripted"  # answers the methods of its `replies` with them, others with a FAULT
     SILENT = "silent"  # accepts, reads, never answers
     HALF_REPLY = "half-reply"  # the first half of a reply, then nothing
     CLOSE_MID_REPLY = "close-mid-reply"  # the first half of a reply, then closes
@@ -76,6 +78,8 @@ class Listener:
     address: str  # in Kamailio's syntax: tcp:127.0.0.1:PORT or unix:/PATH
     server: asyncio.Server
     path: Path | None = None
+    # SCRIPTED: method -> the values of its reply (system.listMethods lists the methods)
+    replies: Mapping[str, list[Value]] = field(default_factory=dict)
     accepted: int = 0
     open: int = 0
     writers: set[asyncio.StreamWriter] = field(default_factory=set)
@@ -89,11 +93,13 @@ def _first_request(reader: PacketReader, data: bytes) -> Packet | None:
         return None
 
 
-def _healthy_reply(packet: Packet) -> bytes:
+def _healthy_reply(packet: Packet, replies: Mapping[str, list[Value]]) -> bytes:
     values = packet.values()
     method = values[0] if values else None
     if method == "system.listMethods":
-        return encode_reply([], packet.cookie)
+        return encode_reply(list(replies), packet.cookie)
+    if isinstance(method, str) and method in replies:
+        return encode_reply(replies[method], packet.cookie)
     return encode_fault(500, f"method {method!r} not offered here", packet.cookie)
 
 
@@ -118,9 +124,18 @@ class HostileServer:
         future: Future[T] = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
         return future.result(timeout)
 
-    def listen(self, behaviour: Behaviour, *, unix: bool = False) -> Listener:
-        """Starts a listener on a free 127.0.0.1 port (or a new unix socket)."""
-        return self._run(self._listen(behaviour, unix))
+    def listen(
+        self,
+        behaviour: Behaviour,
+        *,
+        unix: bool = False,
+        replies: Mapping[str, list[Value]] | None = None,
+    ) -> Listener:
+        """Starts a listener on a free 127.0.0.1 port (or a new unix socket); `replies` are
+        what a SCRIPTED listener answers."""
+        listener = self._run(self._listen(behaviour, unix))
+        listener.replies = replies or {}
+        return listener
 
     async def _listen(self, behaviour: Behaviour, unix: bool) -> Listener:
         listener: Listener
@@ -171,11 +186,11 @@ class HostileServer:
             request = _first_request(packets, data)
             if request is None:
                 continue  # a request split across reads: wait for the rest
-            if behaviour is Behaviour.HEALTHY:
-                writer.write(_healthy_reply(request))
+            if behaviour in (Behaviour.HEALTHY, Behaviour.SCRIPTED):
+                writer.write(_healthy_reply(request, listener.replies))
                 # The exporter pipelines: answer every complete request in the buffer.
                 while (more := packets.next_packet()) is not None:
-                    writer.write(_healthy_reply(more))
+                    writer.write(_healthy_reply(more, listener.replies))
                 await writer.drain()
                 continue
             await self._misbehave(behaviour, request, reader, writer)

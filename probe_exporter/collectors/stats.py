@@ -11,7 +11,9 @@ A name that would repeat another family's (any collector's, the probe's, or an e
 statistic's, whatever case or separators a script uses) is dropped and counted; characters
 invalid in a metric name become `_` (counted too).
 
-Values are `%lu` decimal strings: a gauge at 2^63 or above is a negative value.
+Values are `%lu` decimal strings: a gauge at 2^63 or above is a negative value. Anything else
+(a sign, spaces, `_`, non-ASCII digits, 2^64 or more, which `%lu` cannot print) is not a value:
+the statistic is dropped and counted (`kamailio_exporter_stats_dropped{reason="bad_value"}`).
 """
 
 from __future__ import annotations
@@ -50,9 +52,8 @@ BAD_MSG_HDR = FamilyInfo(
     "Messages with bad message header",
     (),
     SOURCE,
-    "seed name; was a counter without _total, now untyped; left out of OpenMetrics, where "
-    "kamailio_bad_msg_hdr_total carries it under the name OpenMetrics gives this family",
-    text_format_only=True,
+    "seed name; was a counter without _total, now untyped: an unknown family in OpenMetrics, "
+    "whose counters gain _total",
 )
 SL_REPLY = _seed("kamailio_sl_reply_total", "counter", "Stateless replies by code", ("code",))
 SL_TYPE = _seed("kamailio_sl_type_total", "counter", "Stateless replies by type", ("type",))
@@ -83,7 +84,9 @@ BAD_MSG_HDR_TOTAL = FamilyInfo(
     "Messages with bad message header",
     (),
     SOURCE,
-    "correctly typed kamailio_bad_msg_hdr",
+    "correctly typed kamailio_bad_msg_hdr; an unknown family in OpenMetrics, where a counter "
+    "would take the family name kamailio_bad_msg_hdr",
+    openmetrics_unknown=True,
 )
 DIALOG_ACTIVE = FamilyInfo(
     "kamailio_dialog_active_dialogs",
@@ -566,12 +569,11 @@ def _stat_members(replies: Sequence[Reply]) -> tuple[list[tuple[str | None, Valu
 
 
 def _value(raw: Value, gauge: bool) -> int | None:
-    """A `%lu` statistic; None when it is not a decimal string."""
-    if not isinstance(raw, str):
+    """A `%lu` statistic; None when it is not one (int() would take " 7 ", "1_000", "+7"...)."""
+    if raw.__class__ is not str or not (raw.isascii() and raw.isdigit()):
         return None
-    try:
-        value = int(raw)
-    except ValueError:
+    value = int(raw)
+    if value >= INT64:
         return None
     return value - INT64 if gauge and value >= INT63 else value
 
@@ -616,12 +618,11 @@ def _collect(replies: Sequence[Reply], reserved: frozenset[str]) -> list[MetricF
             scripted.append((named, gauge, raw))
             continue
         # inline _value(): this loop runs for every statistic of every probe
-        if not isinstance(raw, str):
+        if raw.__class__ is not str or not (raw.isascii() and raw.isdigit()):
             bad_values += 1
             continue
-        try:
-            value = int(raw)
-        except ValueError:
+        value = int(raw)
+        if value >= INT64:
             bad_values += 1
             continue
         if gauge and value >= INT63:
