@@ -182,7 +182,7 @@ def test_suffixes_map_to_families() -> None:
 def test_prometheus_example_is_valid(config: Path) -> None:
     result = run("promtool", "check", "config", str(config))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 13 rules found" in result.stdout
+    assert "SUCCESS: 14 rules found" in result.stdout
 
 
 def test_alert_rules_check() -> None:
@@ -219,10 +219,35 @@ def test_every_alert_has_severity_and_runbook() -> None:
         "KamailioRtpengineDisabled",
         "KamailioExporterDown",
         "KamailioExporterConfigReloadFailed",
+        "KamailioProbeRefused",
     } <= {rule["alert"] for rule in rules}
     for rule in rules:
         assert rule["labels"]["severity"] in {"warning", "critical"}, rule["alert"]
         assert set(rule["annotations"]) == {"summary", "description", "runbook"}, rule["alert"]
+
+
+def test_kamailio_rules_are_silent_while_the_target_is_down() -> None:
+    """One fault pages once: KamailioDown alone speaks for a down target (the promtool cases
+    "fires only KamailioDown" show it for a down and a hung Kamailio)."""
+    groups = {g["name"]: g["rules"] for g in yaml.safe_load(RULES.read_text())["groups"]}
+    for rule in groups["kamailio"]:
+        if rule["alert"] == "KamailioDown":
+            continue
+        assert rule["expr"].rstrip().endswith("unless on (instance) (kamailio_up == 0)"), rule[
+            "alert"
+        ]
+    tests = yaml.safe_load(RULE_TESTS.read_text())["tests"]
+    silent_while_down = {
+        case["alertname"]
+        for test in tests
+        if any(
+            s["series"].startswith("kamailio_up") and set(s["values"].split("x")[0]) == {"0"}
+            for s in test["input_series"]
+        )
+        for case in test["alert_rule_test"]
+        if not case["exp_alerts"]
+    }
+    assert silent_while_down >= {rule["alert"] for rule in groups["kamailio"]} - {"KamailioDown"}
 
 
 def test_dashboard_expressions_parse(tmp_path: Path) -> None:
