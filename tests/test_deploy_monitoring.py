@@ -28,6 +28,9 @@ ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 RULES = DEPLOY / "rules" / "kamailio-alerts.yml"
 RULE_TESTS = DEPLOY / "rules" / "kamailio-alerts.test.yml"
+COMPAT_RULES = DEPLOY / "rules" / "florentchauveau-compat.yml"
+COMPAT_TESTS = DEPLOY / "rules" / "florentchauveau-compat.test.yml"
+MIGRATING = ROOT / "docs" / "migrating.md"
 DASHBOARD = DEPLOY / "grafana" / "kamailio-fleet.json"
 PROMETHEUS_CONFIGS = sorted((DEPLOY / "prometheus").glob("*.yml"))
 UNIT = DEPLOY / "systemd" / "kamailio-probe-exporter.service"
@@ -248,6 +251,41 @@ def test_kamailio_rules_are_silent_while_the_target_is_down() -> None:
         if not case["exp_alerts"]
     }
     assert silent_while_down >= {rule["alert"] for rule in groups["kamailio"]} - {"KamailioDown"}
+
+
+def test_florentchauveau_rules_check_and_pass_their_tests() -> None:
+    for args in (("check", "rules", COMPAT_RULES), ("test", "rules", COMPAT_TESTS)):
+        result = run("promtool", *map(str, args))
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_florentchauveau_rules_are_each_tested_and_documented() -> None:
+    rules = [r for g in yaml.safe_load(COMPAT_RULES.read_text())["groups"] for r in g["rules"]]
+    records = {rule["record"] for rule in rules}
+    cases = [
+        case
+        for test in yaml.safe_load(COMPAT_TESTS.read_text())["tests"]
+        for case in test["promql_expr_test"]
+    ]
+    expected = {
+        re.sub(r"\{.*", "", sample["labels"]) for case in cases for sample in case["exp_samples"]
+    }
+    in_exprs = {name for case in cases for name in re.findall(r"\bkamailio_\w+", case["expr"])}
+    assert records <= expected | in_exprs
+    table = set(re.findall(r"^\| `(kamailio_[a-z_]+)", MIGRATING.read_text(), re.MULTILINE))
+    assert records <= table
+
+
+def test_florentchauveau_rules_read_exported_metrics_only() -> None:
+    families = exported_families()
+    for group in yaml.safe_load(COMPAT_RULES.read_text())["groups"]:
+        for rule in group["rules"]:
+            if "__name__" in rule["expr"]:
+                # kamailio_stats_fetch_value reads every kamailio_stats_<group>_<name> family.
+                assert "kamailio_stats_<group>_<name>" in METRICS_MD.read_text()
+                continue
+            unknown = {n for n in metric_names(rule["expr"]) if not is_exported(n, families)}
+            assert not unknown, (rule["record"], unknown)
 
 
 def test_dashboard_expressions_parse(tmp_path: Path) -> None:
