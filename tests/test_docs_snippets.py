@@ -11,6 +11,7 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
+from test_deploy_helm import only, render_values, validate_object
 from test_deploy_monitoring import tool
 
 from probe_exporter.config import parse_config
@@ -87,3 +88,21 @@ def test_readme_links_the_operator_docs() -> None:
     readme = (ROOT / "README.md").read_text()
     assert "(docs/kamailio.md)" in readme
     assert "(docs/migrating.md)" in readme
+
+
+def test_kamailio_hostpath_values_render_in_the_chart(tmp_path: Path) -> None:
+    """docs/kamailio.md's chart values for a unix socket on the node."""
+    (text,) = [text for _, text in blocks("yaml") if "supplementalGroups" in text]
+    values = yaml.safe_load(text)
+    values["targets"] = {
+        "targets": [{"name": "local", "address": "unix:/run/kamailio/kamailio_ctl"}]
+    }
+    deployment = only(render_values(tmp_path, values), "Deployment")
+    validate_object(deployment)
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["supplementalGroups"] == [105]
+    assert pod["securityContext"]["runAsNonRoot"] is True  # merged with the chart's defaults
+    (container,) = pod["containers"]
+    assert {"name": "kamailio-run", "mountPath": "/run/kamailio", "readOnly": True} in container[
+        "volumeMounts"
+    ]
