@@ -25,6 +25,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from probe_exporter.binrpc.address import parse_address
 from probe_exporter.config import parse_config
 
 pytestmark = pytest.mark.real  # helm renders and lints the chart
@@ -905,6 +906,7 @@ OPAQUE_VALUES = {
     "startupProbe",
     "targets.modules",
     "dashboard.labels",
+    "resources",
 }
 
 
@@ -997,3 +999,200 @@ def test_rendered_args_are_accepted_by_the_exporter(values_file: str, tmp_path: 
         env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- alert overrides, egress ports, spreading, resources, address syntax ----------------------
+
+
+def _rendered_rules(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    groups = only(docs, "PrometheusRule")["spec"]["groups"]
+    return {rule["alert"]: rule for group in groups for rule in group["rules"]}
+
+
+def _deploy_rules() -> dict[str, dict[str, Any]]:
+    groups = yaml.safe_load((ROOT / "deploy" / "rules" / "kamailio-alerts.yml").read_text())
+    return {rule["alert"]: rule for group in groups["groups"] for rule in group["rules"]}
+
+
+def test_alerts_severity_and_for_are_overridable(tmp_path: Path) -> None:
+    docs = render_values(
+        tmp_path,
+        {
+            "prometheusRule": {
+                "enabled": True,
+                "alertLabels": {"severity": "ticket", "team": "voip"},
+                "alerts": {
+                    "KamailioDown": {"severity": "page", "for": "5m", "labels": {"tier": "1"}},
+                    "KamailioProbeFailures": {"for": "10m"},
+                },
+            }
+        },
+    )
+    rules = _rendered_rules(docs)
+    source = _deploy_rules()
+    assert rules["KamailioDown"]["labels"] == {"severity": "page", "team": "voip", "tier": "1"}
+    assert rules["KamailioDown"]["for"] == "5m"
+    # KamailioProbeFailures has no `for` of its own: the override adds one.
+    assert "for" not in source["KamailioProbeFailures"]
+    assert rules["KamailioProbeFailures"]["for"] == "10m"
+    # alertLabels replaces the rule's severity; the rest of every rule is untouched.
+    assert rules["KamailioShmNearlyExhausted"]["labels"] == {"severity": "ticket", "team": "voip"}
+    for name, rule in rules.items():
+        assert rule["expr"] == source[name]["expr"]
+        if name not in ("KamailioDown", "KamailioProbeFailures"):
+            assert rule.get("for") == source[name].get("for")
+    # Without overrides the rules are those of deploy/.
+    plain = _rendered_rules(render_values(tmp_path, {"prometheusRule": {"enabled": True}}))
+    assert plain == source
+
+
+def test_schema_knows_every_alert_name() -> None:
+    schema = _values_schema()["properties"]["prometheusRule"]["properties"]
+    names = sorted(_deploy_rules())
+    assert sorted(schema["alerts"]["propertyNames"]["enum"]) == names
+    assert sorted(schema["disabledAlerts"]["items"]["enum"]) == names
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ('{"KamailioDwn": {"for": "5m"}}', "invalid propertyName 'KamailioDwn'"),
+        ('{"KamailioDown": {"for": "5 minutes"}}', "at '/prometheusRule/alerts/KamailioDown/for'"),
+        ('{"KamailioDown": {"severty": "page"}}', "'severty' not allowed"),
+    ],
+)
+def test_schema_rejects_bad_alert_overrides(value: str, message: str) -> None:
+    result = helm(
+        "template", RELEASE, str(CHART), "--set-json", f"prometheusRule.alerts={value}", check=False
+    )
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr
+
+
+def test_network_policy_egress_adds_the_targets_ports(tmp_path: Path) -> None:
+    values = {
+        "targets": {
+            "targets": [
+                {
+                    "name": "a",
+                    "address": "tcp:10.0.0.5:2046",
+                    "xhttp_prom_url": "http://user:secret@10.0.0.5:8080/metrics",
+                    "rtpengine_metrics_url": "http://10.0.0.5:9901/metrics",
+                },
+                {
+                    "name": "b",
+                    "address": "udp:[2001:db8::5]",
+                    "xhttp_prom_url": "https://kamailio-b.example/metrics",
+                },
+                {"name": "c", "address": "unix:/run/kamailio/kamailio_ctl"},
+                {"name": "d", "address": "TCP:[::1]:2046"},
+            ],
+            "allow": [
+                {"address": "tcp:10.20.0.0/16:2047"},
+                {"address": "tcp:*.sbc.example:*"},
+                {"address": "unix:/run/kamailio/*"},
+            ],
+        },
+        "networkPolicy": {
+            "enabled": True,
+            "egress": {
+                "enabled": True,
+                "to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}],
+                "ports": [{"port": 5555, "protocol": "TCP"}],
+            },
+        },
+    }
+    policy = only(render_values(tmp_path, values), "NetworkPolicy")
+    validate_object(policy)
+    dns, fleet = policy["spec"]["egress"]
+    assert dns["ports"][0]["port"] == 53
+    assert fleet["to"] == [{"ipBlock": {"cidr": "10.0.0.0/8"}}]
+    assert fleet["ports"] == [
+        {"port": 5555, "protocol": "TCP"},  # given
+        {"port": 2046, "protocol": "TCP"},  # a and d (once)
+        {"port": 2049, "protocol": "UDP"},  # b: Kamailio's default ctl port
+        {"port": 2047, "protocol": "TCP"},  # the allow rule
+        {"port": 8080, "protocol": "TCP"},  # a's xhttp_prom_url
+        {"port": 9901, "protocol": "TCP"},  # a's rtpengine_metrics_url
+        {"port": 443, "protocol": "TCP"},  # b's https URL
+    ]
+    # The chart's ci file: only the allow rule's port, already listed.
+    ci = only(render_ci(CHART / "ci" / "networkpolicy-values.yaml"), "NetworkPolicy")
+    assert ci["spec"]["egress"][1]["ports"] == [
+        {"port": 2046, "protocol": "TCP"},
+        {"port": 2046, "protocol": "UDP"},
+    ]
+
+
+def test_default_spreads_replicas_over_nodes_and_sizes_resources() -> None:
+    deployment = only(render(), "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    (constraint,) = pod["topologySpreadConstraints"]
+    assert constraint == {
+        "maxSkew": 1,
+        "topologyKey": "kubernetes.io/hostname",
+        "whenUnsatisfiable": "ScheduleAnyway",
+        "labelSelector": {"matchLabels": deployment["spec"]["selector"]["matchLabels"]},
+    }
+    (container,) = pod["containers"]
+    assert container["resources"] == {
+        "requests": {"cpu": "100m", "memory": "96Mi"},
+        "limits": {"memory": "192Mi"},
+    }
+    # The figures the sizing rests on are those of BENCHMARKS.md.
+    benchmarks = (ROOT / "BENCHMARKS.md").read_text()
+    assert "| RSS after the fleet run (5,000 targets pooled) | 69.1 MiB |" in benchmarks
+    values_text = (CHART / "values.yaml").read_text()
+    assert "69 MiB with 5,000" in values_text
+    assert "2.9 ms per full-set probe" in values_text
+    assert re.search(r"\| 1,000 \| 15 s \| [^|]+ \| [^|]+ \| [^|]+ \| 2\.9\d\d \|", benchmarks)
+
+
+ADDRESSES_OK = [
+    "tcp:10.0.0.5:2046",
+    "tcp:[2001:db8::5]:2046",
+    "tcp:[fe80::1%eth0]:2046",
+    "udp:kamailio-1.voip.svc:2046",
+    "TCP:sbc",
+    "unix:/run/kamailio/kamailio_ctl",
+    "unixs:/run/kamailio/kamailio_ctl",
+    "unixd:/run/kamailio/kamailio_ctl_dgram",
+]
+ADDRESSES_BAD = [
+    "tcp://10.0.0.5:2046",  # the older exporter's URL form
+    "10.0.0.5:2046",  # no protocol: Kamailio would read UDP
+    "/run/kamailio/kamailio_ctl",
+    "unix:run/kamailio_ctl",
+    "tcp:",
+    "http://10.0.0.5:2046",
+    "tcp:10.0.0.5:port",
+]
+
+
+@pytest.mark.parametrize("address", ADDRESSES_OK + ADDRESSES_BAD)
+def test_schema_checks_target_addresses(address: str) -> None:
+    schema = _values_schema()
+    target = {"name": "a", "address": address}
+    errors = list(
+        jsonschema.Draft7Validator(schema).iter_errors({"targets": {"targets": [target]}})
+    )
+    assert (not errors) == (address in ADDRESSES_OK), errors
+    if address in ADDRESSES_OK:
+        # Whatever the schema lets through, the exporter parses.
+        parse_address(address)
+
+
+def test_helm_refuses_a_bad_target_address() -> None:
+    result = helm(
+        "template",
+        RELEASE,
+        str(CHART),
+        "--set-json",
+        'targets.targets=[{"name":"a","address":"tcp://10.0.0.5:2046"}]',
+        "--set-json",
+        'targets.allow=[{"address":"10.0.0.0/8:2046"}]',
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "at '/targets/targets/0/address'" in result.stderr, result.stderr
+    assert "at '/targets/allow/0/address'" in result.stderr, result.stderr

@@ -28,6 +28,9 @@ ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 RULES = DEPLOY / "rules" / "kamailio-alerts.yml"
 RULE_TESTS = DEPLOY / "rules" / "kamailio-alerts.test.yml"
+COMPAT_RULES = DEPLOY / "rules" / "florentchauveau-compat.yml"
+COMPAT_TESTS = DEPLOY / "rules" / "florentchauveau-compat.test.yml"
+MIGRATING = ROOT / "docs" / "migrating.md"
 DASHBOARD = DEPLOY / "grafana" / "kamailio-fleet.json"
 PROMETHEUS_CONFIGS = sorted((DEPLOY / "prometheus").glob("*.yml"))
 UNIT = DEPLOY / "systemd" / "kamailio-probe-exporter.service"
@@ -183,7 +186,7 @@ def test_suffixes_map_to_families() -> None:
 def test_prometheus_example_is_valid(config: Path) -> None:
     result = run("promtool", "check", "config", str(config))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 13 rules found" in result.stdout
+    assert "SUCCESS: 14 rules found" in result.stdout
 
 
 @pytest.mark.real
@@ -222,10 +225,71 @@ def test_every_alert_has_severity_and_runbook() -> None:
         "KamailioRtpengineDisabled",
         "KamailioExporterDown",
         "KamailioExporterConfigReloadFailed",
+        "KamailioProbeRefused",
     } <= {rule["alert"] for rule in rules}
     for rule in rules:
         assert rule["labels"]["severity"] in {"warning", "critical"}, rule["alert"]
         assert set(rule["annotations"]) == {"summary", "description", "runbook"}, rule["alert"]
+
+
+def test_kamailio_rules_are_silent_while_the_target_is_down() -> None:
+    """One fault pages once: KamailioDown alone speaks for a down target (the promtool cases
+    "fires only KamailioDown" show it for a down and a hung Kamailio)."""
+    groups = {g["name"]: g["rules"] for g in yaml.safe_load(RULES.read_text())["groups"]}
+    for rule in groups["kamailio"]:
+        if rule["alert"] == "KamailioDown":
+            continue
+        assert rule["expr"].rstrip().endswith("unless on (instance) (kamailio_up == 0)"), rule[
+            "alert"
+        ]
+    tests = yaml.safe_load(RULE_TESTS.read_text())["tests"]
+    silent_while_down = {
+        case["alertname"]
+        for test in tests
+        if any(
+            s["series"].startswith("kamailio_up") and set(s["values"].split("x")[0]) == {"0"}
+            for s in test["input_series"]
+        )
+        for case in test["alert_rule_test"]
+        if not case["exp_alerts"]
+    }
+    assert silent_while_down >= {rule["alert"] for rule in groups["kamailio"]} - {"KamailioDown"}
+
+
+@pytest.mark.real
+def test_florentchauveau_rules_check_and_pass_their_tests() -> None:
+    for args in (("check", "rules", COMPAT_RULES), ("test", "rules", COMPAT_TESTS)):
+        result = run("promtool", *map(str, args))
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_florentchauveau_rules_are_each_tested_and_documented() -> None:
+    rules = [r for g in yaml.safe_load(COMPAT_RULES.read_text())["groups"] for r in g["rules"]]
+    records = {rule["record"] for rule in rules}
+    cases = [
+        case
+        for test in yaml.safe_load(COMPAT_TESTS.read_text())["tests"]
+        for case in test["promql_expr_test"]
+    ]
+    expected = {
+        re.sub(r"\{.*", "", sample["labels"]) for case in cases for sample in case["exp_samples"]
+    }
+    in_exprs = {name for case in cases for name in re.findall(r"\bkamailio_\w+", case["expr"])}
+    assert records <= expected | in_exprs
+    table = set(re.findall(r"^\| `(kamailio_[a-z_]+)", MIGRATING.read_text(), re.MULTILINE))
+    assert records <= table
+
+
+def test_florentchauveau_rules_read_exported_metrics_only() -> None:
+    families = exported_families()
+    for group in yaml.safe_load(COMPAT_RULES.read_text())["groups"]:
+        for rule in group["rules"]:
+            if "__name__" in rule["expr"]:
+                # kamailio_stats_fetch_value reads every kamailio_stats_<group>_<name> family.
+                assert "kamailio_stats_<group>_<name>" in METRICS_MD.read_text()
+                continue
+            unknown = {n for n in metric_names(rule["expr"]) if not is_exported(n, families)}
+            assert not unknown, (rule["record"], unknown)
 
 
 @pytest.mark.real

@@ -90,3 +90,45 @@ basicAuth:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end -}}
+
+{{/* The egress ports: networkPolicy.egress.ports, plus those of the targets' and allow rules'
+tcp/udp addresses (2049 when they name none; a '*' port adds nothing) and of the targets'
+xhttp_prom_url and rtpengine_metrics_url (80 or 443 by scheme when they name none). */}}
+{{- define "kamailio-probe-exporter.egressPorts" -}}
+{{- $ports := list -}}
+{{- range .Values.networkPolicy.egress.ports -}}
+{{- $ports = append $ports . -}}
+{{- end -}}
+{{- range concat (default list .Values.targets.targets) (default list .Values.targets.allow) -}}
+{{- $address := .address | default "" -}}
+{{- $protocol := regexFind "^[a-zA-Z]+:" $address | trimSuffix ":" | lower -}}
+{{- if has $protocol (list "tcp" "udp") -}}
+{{- $rest := trimPrefix (printf "%s:" (regexFind "^[a-zA-Z]+" $address)) $address -}}
+{{- $port := regexFind ":([0-9]+|\\*)$" (regexReplaceAll "^\\[[^\\]]*\\]" $rest "") | trimPrefix ":" -}}
+{{- if ne $port "*" -}}
+{{- $ports = append $ports (dict "port" (int (default "2049" $port)) "protocol" (upper $protocol)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- range .Values.targets.targets -}}
+{{- range $url := list .xhttp_prom_url .rtpengine_metrics_url -}}
+{{- if $url -}}
+{{- $parsed := urlParse $url -}}
+{{- $port := regexFind ":[0-9]+$" (regexReplaceAll "^.*@" $parsed.host "") | trimPrefix ":" -}}
+{{- $default := ternary "443" "80" (eq (lower $parsed.scheme) "https") -}}
+{{- $ports = append $ports (dict "port" (int (default $default $port)) "protocol" "TCP") -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- /* Once each; YAML gives the listed ports as floats, hence the comparison as text. */ -}}
+{{- $unique := list -}}
+{{- $seen := dict -}}
+{{- range $ports -}}
+{{- $key := printf "%s/%s" (toString .port) (default "TCP" .protocol) -}}
+{{- if not (hasKey $seen $key) -}}
+{{- $_ := set $seen $key true -}}
+{{- $unique = append $unique . -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $unique -}}
+{{- end -}}
