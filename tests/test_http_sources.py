@@ -69,7 +69,8 @@ xhttp_prom_url = "{base}/{name}"
             for name in ("big", "redirect", "huge")
         )
     )
-    return await aiohttp_client(create_app(Exporter(Settings(config_file=str(config)))))
+    exporter = await Exporter.start(Settings(config_file=str(config)))
+    return await aiohttp_client(create_app(exporter))
 
 
 async def test_a_body_of_many_chunks_is_read_whole(client: TestClient[Any, Any]) -> None:
