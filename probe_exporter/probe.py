@@ -227,7 +227,7 @@ class _ProbeRun:
                     await self._rpcs(target)
             except _StageFailure as failure:
                 stage = failure.stage
-                plog.error("probe failed at stage %s: %s", stage, failure)
+                plog.error("probe failed at stage %s: %s", stage, str(failure))
             except TimeoutError as exc:  # the probe's deadline, or one of the waits within it
                 stage = "timeout"
                 reason = next(
@@ -304,7 +304,7 @@ class _ProbeRun:
             except ConnectionLost as exc:
                 # A pooled connection may predate a Kamailio restart: replace it once.
                 if attempt == 1 and reused:
-                    self.log.info("pooled connection lost (%s), reconnecting once", exc)
+                    self.log.info("pooled connection lost (%s), reconnecting once", str(exc))
                     self.families.clear()
                     self.outcomes.clear()
                     continue
@@ -379,7 +379,7 @@ class _ProbeRun:
         try:
             produced = collector.collect(replies, options)
         except Exception as exc:  # one collector's failure never drops the others' metrics
-            self.log.error("collector %s failed: %s", collector.name, exc)
+            self.log.error("collector %s failed: %s", collector.name, str(exc))
             self.outcomes.append(
                 (collector.name, False, waited + time.perf_counter() - collect_started)
             )
@@ -404,11 +404,11 @@ class _ProbeRun:
             try:
                 merged, dropped = merge_parsed(self.families, task.result())
             except SourceError as exc:  # its message names the URL without its secrets
-                self.log.warning("%s: %s", source, exc)
+                self.log.warning("%s: %s", source, str(exc))
                 self.outcomes.append((source, False, self.loop.time() - started))
                 continue
             except Exception as exc:  # reported as the source's failure, never the probe's
-                self.log.warning("%s: %s: %s", source, type(exc).__name__, exc)
+                self.log.warning("%s: %s: %s", source, type(exc).__name__, str(exc))
                 self.outcomes.append((source, False, self.loop.time() - started))
                 continue
             self.families.extend(merged)

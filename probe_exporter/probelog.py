@@ -5,6 +5,8 @@ Every probe gets its own logger, which stamps its records with the probe's targe
 All its records, debug ones included, go to the probe's ProbeLogCapture; those that the
 `probe_exporter.probe` logger is enabled for go on to that logger's handlers. Records are
 formatted only when read: a full probe writes about 17 lines, and most are never looked at.
+The history keeps records for minutes, so their arguments must be plain values: an exception
+passed as one would keep its traceback, and every frame in it, alive as long.
 """
 
 from __future__ import annotations
