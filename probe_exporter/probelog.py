@@ -12,10 +12,15 @@ passed as one would keep its traceback, and every frame in it, alive as long.
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 PROBE_LOG = logging.getLogger("probe_exporter.probe")
+_SOURCE = "(probe)"  # the records' file and function: every one comes from the probe
+# Per thread (in practice, the event loop's): the fields of a record no probe line changes.
+_TEMPLATES: dict[int, dict[str, Any]] = {}
 
 
 class ProbeLogCapture(logging.Handler):
@@ -28,8 +33,11 @@ class ProbeLogCapture(logging.Handler):
         # line's time is relative.
         self._started = time.time() - (time.monotonic() - started)
 
+    def createLock(self) -> None:
+        # No lock: a probe logs from its event loop's thread only.
+        self.lock = None
+
     def handle(self, record: logging.LogRecord) -> bool:
-        # Without the handler lock: a probe logs from its event loop's thread only.
         self.records.append(record)
         return True
 
@@ -46,27 +54,68 @@ class ProbeLogCapture(logging.Handler):
 
 
 class ProbeLogger(logging.Logger):
-    """One probe's logger; see the module docstring. Not registered with logging.getLogger."""
+    """One probe's logger; see the module docstring. Not registered with logging.getLogger.
+
+    Its records are copies of a template record made once per thread: what does not change
+    from one line to the next (thread, process, source; then the probe's target and module) is
+    copied rather than looked up again for each line.
+    """
 
     def __init__(self, target: str, module: str, capture: ProbeLogCapture) -> None:
         super().__init__(PROBE_LOG.name, logging.DEBUG)
         self.parent = PROBE_LOG
         self.capture = capture
         self._context = {"target": target, "probe_module": module}
+        template = _TEMPLATES.get(threading.get_ident())
+        if template is None:
+            template = logging.LogRecord(
+                PROBE_LOG.name, logging.DEBUG, _SOURCE, 0, "", (), None, _SOURCE
+            ).__dict__
+            _TEMPLATES[threading.get_ident()] = template
+        self._template = {**template, **self._context}
 
     def identify(self, target: str, module: str) -> None:
         """Names the probe's target and module once resolution found them."""
         self._context = {"target": target, "probe_module": module}
+        self._template.update(self._context)
 
     def findCaller(
         self, stack_info: bool = False, stacklevel: int = 1
     ) -> tuple[str, int, str, str | None]:
         # Every record comes from the probe; walking the stack would cost more than the record.
-        return "(probe)", 0, "(probe)", None
+        return _SOURCE, 0, _SOURCE, None
 
-    def makeRecord(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
-        record = super().makeRecord(*args, **kwargs)
-        record.__dict__.update(self._context)
+    def makeRecord(
+        self,
+        name: str,
+        level: int,
+        fn: str,
+        lno: int,
+        msg: object,
+        args: Any,
+        exc_info: Any,
+        func: str | None = None,
+        extra: Mapping[str, object] | None = None,
+        sinfo: str | None = None,
+    ) -> logging.LogRecord:
+        if exc_info or extra or sinfo or (len(args) == 1 and isinstance(args[0], Mapping)):
+            # Not how the probe logs: the general way.
+            record = super().makeRecord(
+                name, level, fn, lno, msg, args, exc_info, func, extra, sinfo
+            )
+            record.__dict__.update(self._context)
+            return record
+        record = logging.LogRecord.__new__(logging.LogRecord)
+        fields = record.__dict__
+        fields.update(self._template)
+        created = time.time()
+        fields["msg"] = msg
+        fields["args"] = args
+        fields["levelno"] = level
+        fields["levelname"] = logging.getLevelName(level)
+        fields["created"] = created
+        fields["msecs"] = int((created - int(created)) * 1000) + 0.0
+        fields["relativeCreated"] += (created - self._template["created"]) * 1000
         return record
 
     def handle(self, record: logging.LogRecord) -> None:
