@@ -16,7 +16,7 @@ from aiohttp import web
 
 from . import __version__, logs, rpc_command
 from .config import ConfigError, load_config
-from .service import Exporter, Settings
+from .service import Exporter, ReloadError, Settings
 from .web import create_app
 from .webconfig import WebConfigError, WebConfigHolder, web_middleware
 
@@ -208,13 +208,17 @@ async def serve(args: argparse.Namespace, longest_timeout: float) -> None:
         pool_overrides=pool_overrides,
     )
     web_config = WebConfigHolder(args.web_config_file) if args.web_config_file else None
-    exporter = Exporter(settings)
+    exporter = await Exporter.start(settings)
     app = create_app(exporter, (web_middleware(web_config),) if web_config else ())
     # Probes in flight when SIGTERM comes may finish: none outlives the longest timeout.
     runner = web.AppRunner(
         app, handler_cancellation=True, access_log=None, shutdown_timeout=longest_timeout + 1.0
     )
-    await runner.setup()
+    try:
+        await runner.setup()
+    except BaseException:  # no cleanup follows a failed setup
+        await exporter.stop()
+        raise
     ssl_context = web_config.ssl_context() if web_config else None
     for address in args.listen:
         host, port = split_listen_address(address)
@@ -229,7 +233,7 @@ async def serve(args: argparse.Namespace, longest_timeout: float) -> None:
 
     async def reload() -> None:
         # A failure is logged and counted by the exporter; the previous config stays.
-        with contextlib.suppress(ConfigError, OSError):
+        with contextlib.suppress(ReloadError):
             await exporter.reload()
 
     def on_hup() -> None:
@@ -269,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         asyncio.run(serve(args, config.longest_timeout))
-    except OSError as exc:  # e.g. the listen port is taken
+    except (ConfigError, OSError) as exc:  # the listen port is taken, the file changed...
         log.error("cannot serve: %s", exc)
         return 1
     return 0

@@ -7,7 +7,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from .probe import ProbeLog
+from .probelog import ProbeLogCapture
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,7 +18,7 @@ class ProbeRecord:
     success: bool
     stage: str | None
     duration: float
-    log: ProbeLog  # formatted only when someone asks: most probes are never looked at
+    log: ProbeLogCapture  # formatted only when someone asks: most probes are never looked at
     exposition: bytes  # the metrics as rendered for the scraper (before compression)
     settings: Callable[[], str]
 
@@ -43,7 +43,7 @@ class ProbeHistory:
         success: bool,
         stage: str | None,
         duration: float,
-        log: ProbeLog,
+        log: ProbeLogCapture,
         exposition: bytes,
         settings: Callable[[], str],
     ) -> ProbeRecord | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -20,11 +21,16 @@ from cachetools import TTLCache
 from .binrpc.address import Address
 from .binrpc.client import Connection, connect
 from .binrpc.codec import DEFAULT_MAX_PACKET_SIZE
+from .errors import ExporterTimeout
 
 log = logging.getLogger(__name__)
 
 PoolKey = tuple[Address, int]
 Connector = Callable[[Address, float], Awaitable[Connection]]
+
+
+class PoolTimeout(ExporterTimeout):
+    """Every connection slot of the target was still connecting when the wait ran out."""
 
 
 @dataclass
@@ -41,21 +47,24 @@ class Lease:
 
 
 class _ConnectionCache(TTLCache[PoolKey, Connection]):
-    """A TTLCache that hands every connection it drops (expired or evicted) to `on_drop`."""
+    """A TTLCache that hands every connection it drops to `on_drop`, with the reason: "idle"
+    (expired) or "evicted" (least recently used, to make room)."""
 
-    def __init__(self, maxsize: int, ttl: float, on_drop: Callable[[Connection], None]) -> None:
+    def __init__(
+        self, maxsize: int, ttl: float, on_drop: Callable[[Connection, str], None]
+    ) -> None:
         super().__init__(maxsize, ttl)
         self._on_drop = on_drop
 
     def expire(self, time: Any = None) -> Any:
         expired = super().expire(time)
         for _, connection in expired:
-            self._on_drop(connection)
+            self._on_drop(connection, "idle")
         return expired
 
     def popitem(self) -> tuple[PoolKey, Connection]:
         key, connection = super().popitem()
-        self._on_drop(connection)
+        self._on_drop(connection, "evicted")
         return key, connection
 
 
@@ -147,7 +156,7 @@ class ConnectionPool:
         pending = [self._connecting[(address, index)] for index in range(self.per_target)]
         done, _ = await asyncio.wait(pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         if not done:
-            raise TimeoutError(f"timed out waiting for a connection to {address}")
+            raise PoolTimeout(f"timed out waiting for a connection to {address}")
         return await self._acquire(address, max(timeout - (loop.time() - started), 0.001))
 
     async def _open(self, key: PoolKey, timeout: float) -> Connection:
@@ -197,16 +206,35 @@ class ConnectionPool:
             del self._cache[key]
         self._close_later(connection)
 
-    def _dropped(self, connection: Connection) -> None:
+    def _dropped(self, connection: Connection, reason: str) -> None:
         if not self._closed:
             self.stats.evictions += 1
+            if reason == "idle":
+                log.debug(
+                    "closing the connection to %s: unused for %gs",
+                    connection.address,
+                    self._cache.ttl,
+                )
+            else:
+                log.debug(
+                    "closing the connection to %s: least recently used, at the limit of %d",
+                    connection.address,
+                    self._cache.maxsize,
+                )
         if not self._leases.get(connection):
             self._close_later(connection)
 
     def _close_later(self, connection: Connection) -> None:
         task = asyncio.get_running_loop().create_task(connection.close())
         self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+        task.add_done_callback(functools.partial(self._closed_one, connection))
+
+    def _closed_one(self, connection: Connection, task: asyncio.Task[None]) -> None:
+        self._closing.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.debug(
+                "closing the connection to %s failed: %r", connection.address, task.exception()
+            )
 
     async def close(self) -> None:
         """Closes every pooled connection and stops the sweeper."""

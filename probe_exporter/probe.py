@@ -1,7 +1,12 @@
 """One probe: one target, one deadline, every selected collector's RPCs pipelined on one connection.
 
-The probe never raises for a target's failure: it returns `kamailio_up 0` with the failed stage
-(`kamailio_probe_failure_info{stage}`), so that Prometheus keeps the probe's own metrics.
+The probe resolves its target first (a name an allow rule covers is looked up then, within the
+probe's budget), then runs the RPCs and fetches the target's HTTP sources meanwhile. It never
+raises for a target's failure: it returns `kamailio_up 0` with the failed stage
+(`kamailio_probe_failure_info{stage}`), so that Prometheus keeps the probe's own metrics. Only a
+target that must not be probed at all raises (TargetRefused). Each class of error maps to its
+stage: ResolveError to resolve, ConnectError to connect, ConnectionLost to rpc, ProtocolError to
+decode, and every wait that ran out of time (ExporterTimeout, the probe's deadline) to timeout.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -19,20 +24,18 @@ from cachetools import TTLCache
 from prometheus_client.metrics_core import Metric
 
 from .binrpc.address import Address
-from .binrpc.client import ConnectError, Connection, ConnectionLost, Reply
+from .binrpc.client import BusyTimeout, ConnectError, Connection, ConnectionLost, Reply
 from .binrpc.codec import Fault, ProtocolError
 from .collectors import COLLECTORS, Call, Collector, CollectorOptions
-from .collectors.merge import merge_parsed, parse_exposition
+from .collectors.merge import merge_parsed
+from .errors import ExporterError
 from .metrics import FamilyInfo, MetricFamily, drop_bad_samples
-from .pool import ConnectionPool
-
-log = logging.getLogger("probe_exporter.probe")
+from .pool import ConnectionPool, PoolTimeout
+from .probelog import ProbeLogCapture, probe_logger
+from .sources import SourceError, fetch_source
 
 STAGES = ("resolve", "connect", "rpc", "decode", "timeout")
 LIST_METHODS = Call("system.listMethods")
-# xhttp_prom and rtpengine answer with tens of KB; parsing costs ~50 us a line, so a larger
-# body would cost more CPU than the probe's whole budget.
-HTTP_BODY_LIMIT = 1 << 20
 
 # Families every probe emits, whatever its collectors (documented in METRICS.md).
 UP = FamilyInfo(
@@ -116,60 +119,72 @@ _NONE: Mapping[str, int] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
-class ProbeRequest:
-    """What to probe: the address (already allowed and resolved) and the effective settings."""
+class ProbeTarget:
+    """What to probe, once resolved: an allowed address and the effective settings."""
 
-    target: str
+    name: str
     module: str
     address: Address
     collectors: tuple[Collector, ...]
     options: CollectorOptions
     timeout: float
+    settings: Callable[[], str]  # the effective settings, for the debug output
     http_sources: Mapping[str, str] = field(default_factory=dict)
 
 
-class ProbeLog:
-    """The lines of one probe: forwarded to the exporter's log and kept for `debug=true`.
+class ResolveError(ExporterError):
+    """The target's name did not resolve: the probe fails at stage resolve."""
 
-    A line is kept as its time, level, `%` format and arguments, and formatted only when read:
-    a full probe writes about 17 lines, and most probes' lines are never looked at.
-    """
 
-    __slots__ = ("_entries", "_extra", "_forward", "_started")
+class TargetRefused(ExporterError):
+    """Resolution refused the target (not allowed, unknown module): no probe runs. `reason`
+    is "forbidden" or "bad_request"; the message is one line."""
 
-    def __init__(self, target: str, module: str, started: float, *, forward: bool = True) -> None:
-        self._entries: list[tuple[float, int, str, tuple[object, ...]]] = []
-        self._extra = {"target": target, "probe_module": module}
-        self._started = started
-        self._forward = forward
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
-    def __call__(self, level: int, message: str, *args: object) -> None:
-        self._entries.append((time.monotonic() - self._started, level, message, args))
-        if self._forward and log.isEnabledFor(level):
-            log.log(level, message, *args, extra=self._extra)
 
-    @property
-    def lines(self) -> list[str]:
-        return [
-            f"{elapsed:8.4f}s {logging.getLevelName(level).lower():5} "
-            f"{message % args if args else message}"
-            for elapsed, level, message, args in self._entries
-        ]
+# Resolves the requested target within the given seconds: raises ResolveError, or
+# TargetRefused when the target must not be probed at all.
+Resolver = Callable[[float], Awaitable[ProbeTarget]]
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeRequest:
+    """A probe as requested: the target and module as named, the scrape's time budget (the
+    target's own timeout may be lower), and how to resolve them."""
+
+    target: str
+    module: str
+    budget: float
+    resolve: Resolver
 
 
 @dataclass(slots=True)
 class ProbeResult:
+    target: str
+    module: str
     families: list[MetricFamily]
     success: bool
     stage: str | None
     duration: float
-    log: ProbeLog
+    log: ProbeLogCapture
+    settings: Callable[[], str]
 
 
 class _StageFailure(Exception):
     def __init__(self, stage: str, message: str) -> None:
         super().__init__(message)
         self.stage = stage
+
+
+# Why a probe ran out of time, by the wait that did; the probe's deadline itself says
+# how far the connection got.
+_TIMEOUT_REASONS: tuple[tuple[type[BaseException], str], ...] = (
+    (PoolTimeout, "waiting for a connection other probes were opening"),
+    (BusyTimeout, "waiting for other probes' calls on the connection"),
+)
 
 
 class Prober:
@@ -190,7 +205,8 @@ class Prober:
         self.methods: TTLCache[Address, frozenset[str]] = TTLCache(max_targets, methods_ttl)
 
     async def probe(self, request: ProbeRequest, *, started: float | None = None) -> ProbeResult:
-        """Probes one target; `started` (time.monotonic) lets a caller count its own work too."""
+        """Resolves and probes one target; `started` (time.monotonic) lets a caller count its
+        own work too. Raises TargetRefused when resolution refuses the target."""
         return await _ProbeRun(
             self, request, time.monotonic() if started is None else started
         ).run()
@@ -202,10 +218,12 @@ class _ProbeRun:
     def __init__(self, prober: Prober, request: ProbeRequest, started: float) -> None:
         self.prober = prober
         self.request = request
+        self.target: ProbeTarget | None = None  # once resolved
         self.started = started
         self.loop = asyncio.get_running_loop()
-        self.deadline = self.loop.time() + request.timeout - (time.monotonic() - started)
-        self.log = ProbeLog(request.target, request.module, started)
+        self.timeout = request.budget
+        self.deadline = self.loop.time() + request.budget - (time.monotonic() - started)
+        self.log = probe_logger(request.target, request.module, started)
         self.families: list[MetricFamily] = []
         # (collector or HTTP source, succeeded, seconds)
         self.outcomes: list[tuple[str, bool, float]] = []
@@ -218,33 +236,35 @@ class _ProbeRun:
         return max(self.deadline - self.loop.time(), 0.001)
 
     async def run(self) -> ProbeResult:
-        request, plog = self.request, self.log
-        plog(
-            logging.DEBUG,
-            "probing %s with module %r, timeout %.3fs",
-            request.address,
-            request.module,
-            request.timeout,
-        )
-        http_tasks = {
-            source: asyncio.create_task(self._fetch(url))
-            for source, url in request.http_sources.items()
-        }
+        plog = self.log
         stage: str | None = None
+        http_tasks: dict[str, asyncio.Task[list[Metric]]] = {}
+        duplicates: dict[str, int] = {}
         try:
             try:
+                target = await self._resolve()
+                http_tasks = {
+                    source: asyncio.create_task(
+                        fetch_source(self.prober.http, url, self.remaining())
+                    )
+                    for source, url in target.http_sources.items()
+                }
                 async with asyncio.timeout_at(self.deadline):
-                    await self._rpcs()
+                    await self._rpcs(target)
             except _StageFailure as failure:
                 stage = failure.stage
-                plog(logging.ERROR, f"probe failed at stage {stage}: {failure}")
-            except TimeoutError:
+                plog.error("probe failed at stage %s: %s", stage, str(failure))
+            except TimeoutError as exc:  # the probe's deadline, or one of the waits within it
                 stage = "timeout"
-                progress = self.connection.progress if self.connection else "no connection yet"
-                plog(
-                    logging.ERROR,
-                    f"probe failed at stage timeout: no complete answer within "
-                    f"{request.timeout:.3f}s ({progress})",
+                reason = next(
+                    (text for kind, text in _TIMEOUT_REASONS if isinstance(exc, kind)), None
+                )
+                if reason is None:
+                    reason = self.connection.progress if self.connection else "no connection yet"
+                plog.error(
+                    "probe failed at stage timeout: no complete answer within %.3fs (%s)",
+                    self.timeout,
+                    reason,
                 )
             duplicates = await self._merge_http(http_tasks)
         finally:  # also when cancelled because the scraper went away
@@ -258,7 +278,7 @@ class _ProbeRun:
             _probe_families(
                 stage,
                 duration,
-                request.timeout,
+                self.timeout,
                 self.outcomes,
                 duplicates,
                 self.invalid,
@@ -266,31 +286,59 @@ class _ProbeRun:
             )
         )
         if stage is None:
-            plog(logging.DEBUG, "probe succeeded in %.4fs", duration)
-        return ProbeResult(self.families, stage is None, stage, duration, plog)
+            plog.debug("probe succeeded in %.4fs", duration)
+        resolved = self.target
+        return ProbeResult(
+            resolved.name if resolved else self.request.target,
+            resolved.module if resolved else self.request.module,
+            self.families,
+            stage is None,
+            stage,
+            duration,
+            plog.capture,
+            resolved.settings if resolved else self._unresolved_settings,
+        )
 
-    async def _rpcs(self) -> None:
-        address = self.request.address
+    def _unresolved_settings(self) -> str:
+        return f"target: {self.request.target}\nmodule: {self.request.module}\n"
+
+    async def _resolve(self) -> ProbeTarget:
+        """Resolves the target within the scrape's budget, then sets the probe's deadline."""
+        try:
+            target = await self.request.resolve(self.remaining())
+        except ResolveError as exc:
+            raise _StageFailure("resolve", str(exc)) from exc
+        self.target = target
+        self.timeout = target.timeout
+        self.deadline = self.loop.time() + target.timeout - (time.monotonic() - self.started)
+        self.log.identify(target.name, target.module)
+        self.log.debug(
+            "probing %s with module %r, timeout %.3fs",
+            target.address,
+            target.module,
+            target.timeout,
+        )
+        return target
+
+    async def _rpcs(self, target: ProbeTarget) -> None:
+        address = target.address
         for attempt in (1, 2):
             reused = False
             try:
                 async with self.prober.pool.lease(address, timeout=self.remaining()) as lease:
                     reused = lease.reused
                     self.connection = lease.connection
-                    self.log(
-                        logging.DEBUG,
-                        "%s connection to %s",
-                        "reusing" if reused else "opened",
-                        address,
+                    self.log.debug(
+                        "%s connection to %s", "reusing" if reused else "opened", address
                     )
-                    await self._collect(lease.connection, reused)
+                    await self._collect(target, lease.connection, reused)
                     return
             except ConnectError as exc:
                 raise _StageFailure("connect", str(exc)) from exc
             except ConnectionLost as exc:
                 # A pooled connection may predate a Kamailio restart: replace it once.
                 if attempt == 1 and reused:
-                    self.log(logging.INFO, f"pooled connection lost ({exc}), reconnecting once")
+                    self.log.info("pooled connection lost (%s), reconnecting once", str(exc))
                     self.families.clear()
                     self.outcomes.clear()
                     self.invalid.clear()
@@ -300,11 +348,11 @@ class _ProbeRun:
             except ProtocolError as exc:
                 raise _StageFailure("decode", str(exc)) from exc
 
-    async def _collect(self, connection: Connection, reused: bool) -> None:
-        request, plog, loop = self.request, self.log, self.loop
-        options = request.options
-        methods = self.prober.methods.get(request.address) if reused else None
-        collectors = [c for c in request.collectors if methods is None or c.methods & methods]
+    async def _collect(self, target: ProbeTarget, connection: Connection, reused: bool) -> None:
+        plog, loop = self.log, self.loop
+        options = target.options
+        methods = self.prober.methods.get(target.address) if reused else None
+        collectors = [c for c in target.collectors if methods is None or c.methods & methods]
         calls: list[Call] = [] if methods is not None else [LIST_METHODS]
         spans: list[tuple[Collector, int, int]] = []
         for collector in collectors:
@@ -317,28 +365,29 @@ class _ProbeRun:
         replies = await connection.call_many(
             [(c.method, c.params) for c in calls], timeout=self.remaining(), arrivals=arrivals
         )
-        plog(logging.DEBUG, "%d RPCs answered in %.4fs", len(calls), loop.time() - rpc_started)
+        plog.debug("%d RPCs answered in %.4fs", len(calls), loop.time() - rpc_started)
         if methods is None:
             methods = _methods_from(replies[0], plog)
-            self.prober.methods[request.address] = methods
+            self.prober.methods[target.address] = methods
 
         second_round: list[tuple[Collector, list[Call]]] = []
         for collector, first, last in spans:
             if not collector.methods & methods:
-                plog(logging.DEBUG, "collector %s: module not loaded, skipped", collector.name)
+                plog.debug("collector %s: module not loaded, skipped", collector.name)
                 continue
             collector_replies = replies[first:last]
             more = collector.fallback(collector_replies, options) if collector.fallback else []
             if more:
-                plog(
-                    logging.INFO,
-                    f"collector {collector.name}: falling back to "
-                    f"{len(more)} RPCs ({_first_fault(collector_replies)})",
+                plog.info(
+                    "collector %s: falling back to %d RPCs (%s)",
+                    collector.name,
+                    len(more),
+                    _first_fault(collector_replies),
                 )
                 second_round.append((collector, more))
                 continue
             ready = arrivals[last - 1] if last > first else rpc_started
-            self._run_one(collector, collector_replies, ready - rpc_started)
+            self._run_one(collector, collector_replies, options, ready - rpc_started)
 
         if second_round:
             calls = [call for _, more in second_round for call in more]
@@ -349,16 +398,24 @@ class _ProbeRun:
             first = 0
             for collector, more in second_round:
                 last = first + len(more)
-                self._run_one(collector, replies[first:last], arrivals[last - 1] - rpc_started)
+                self._run_one(
+                    collector, replies[first:last], options, arrivals[last - 1] - rpc_started
+                )
                 first = last
 
-    def _run_one(self, collector: Collector, replies: Sequence[Reply], waited: float) -> None:
+    def _run_one(
+        self,
+        collector: Collector,
+        replies: Sequence[Reply],
+        options: CollectorOptions,
+        waited: float,
+    ) -> None:
         """Runs one collector on its replies; `waited` is how long its replies took to come."""
         collect_started = time.perf_counter()
         try:
-            produced = collector.collect(replies, self.request.options)
+            produced = collector.collect(replies, options)
         except Exception as exc:  # one collector's failure never drops the others' metrics
-            self.log(logging.ERROR, f"collector {collector.name} failed: {exc}")
+            self.log.error("collector %s failed: %s", collector.name, str(exc))
             self.outcomes.append(
                 (collector.name, False, waited + time.perf_counter() - collect_started)
             )
@@ -370,24 +427,7 @@ class _ProbeRun:
             self.invalid[collector.name] = invalid
         self.families.extend(produced)
         self.outcomes.append((collector.name, True, waited + time.perf_counter() - collect_started))
-        self.log(logging.DEBUG, "collector %s: %d families", collector.name, len(produced))
-
-    async def _fetch(self, url: str) -> list[Metric]:
-        """Fetches and parses an HTTP source, within the probe's deadline."""
-        timeout = aiohttp.ClientTimeout(total=self.remaining())
-        # No redirects: a redirect could send the exporter to an address no one allowed.
-        async with self.prober.http.get(url, timeout=timeout, allow_redirects=False) as response:
-            if response.status != 200:
-                raise RuntimeError(f"HTTP {response.status} {response.reason}")
-            if (response.content_length or 0) > HTTP_BODY_LIMIT:
-                raise RuntimeError(f"body larger than {HTTP_BODY_LIMIT} bytes")
-            body = bytearray()
-            async for chunk in response.content.iter_any():
-                body += chunk
-                if len(body) > HTTP_BODY_LIMIT:
-                    raise RuntimeError(f"body larger than {HTTP_BODY_LIMIT} bytes")
-        # Parsing is the costly part: off the event loop, so other probes go on meanwhile.
-        return await asyncio.to_thread(parse_exposition, body.decode("utf-8", errors="replace"))
+        self.log.debug("collector %s: %d families", collector.name, len(produced))
 
     async def _merge_http(self, tasks: Mapping[str, asyncio.Task[list[Metric]]]) -> dict[str, int]:
         """Merges what each HTTP source answered in time; returns the duplicates dropped."""
@@ -399,13 +439,17 @@ class _ProbeRun:
         for source, task in tasks.items():
             if not task.done():
                 task.cancel()
-                self.log(logging.WARNING, f"{source}: no answer before the deadline")
+                self.log.warning("%s: no answer before the deadline", source)
                 self.outcomes.append((source, False, self.loop.time() - started))
                 continue
             try:
                 merged, dropped, invalid = merge_parsed(self.families, task.result(), source)
+            except SourceError as exc:  # its message names the URL without its secrets
+                self.log.warning("%s: %s", source, str(exc))
+                self.outcomes.append((source, False, self.loop.time() - started))
+                continue
             except Exception as exc:  # reported as the source's failure, never the probe's
-                self.log(logging.WARNING, f"{source}: {type(exc).__name__}: {exc}")
+                self.log.warning("%s: %s: %s", source, type(exc).__name__, str(exc))
                 self.outcomes.append((source, False, self.loop.time() - started))
                 continue
             self.families.extend(merged)
@@ -413,10 +457,12 @@ class _ProbeRun:
             if invalid:
                 self.invalid[source] = invalid
             if dropped or invalid:
-                self.log(
-                    logging.INFO,
-                    f"{source}: dropped {dropped} samples of names the exporter has or reserves "
-                    f"or of repeated series, and {invalid} of invalid values",
+                self.log.info(
+                    "%s: dropped %d samples of names the exporter has or reserves or of repeated"
+                    " series, and %d of invalid values",
+                    source,
+                    dropped,
+                    invalid,
                 )
             self.outcomes.append((source, True, self.loop.time() - started))
         return duplicates
@@ -430,11 +476,11 @@ _shared_method_sets: dict[frozenset[str], frozenset[str]] = {}
 _SHARED_METHOD_SETS_LIMIT = 1024
 
 
-def _methods_from(reply: Reply, plog: ProbeLog) -> frozenset[str]:
+def _methods_from(reply: Reply, plog: logging.Logger) -> frozenset[str]:
     if isinstance(reply, Fault):
         # Without the list, run every collector; a module that is not loaded answers with a
         # FAULT that its collector reports.
-        plog(logging.WARNING, f"system.listMethods failed ({reply.code} {reply.message})")
+        plog.warning("system.listMethods failed (%d %s)", reply.code, reply.message)
         return _COLLECTOR_METHODS
     offered = _COLLECTOR_METHODS.intersection(v for v in reply if isinstance(v, str))
     if len(_shared_method_sets) >= _SHARED_METHOD_SETS_LIMIT:
@@ -447,19 +493,6 @@ def _first_fault(replies: Sequence[Reply]) -> str:
         if isinstance(reply, Fault):
             return f"FAULT {reply.code} {reply.message}"
     return "no fault"
-
-
-def failed_before_rpc(
-    target: str, module: str, stage: str, reason: str, duration: float, timeout: float
-) -> ProbeResult:
-    """The result of a probe that failed before any RPC, e.g. a name that does not resolve.
-
-    Its line is not forwarded to the exporter's log: the caller logs the failure itself."""
-    plog = ProbeLog(target, module, time.monotonic() - duration, forward=False)
-    plog(logging.ERROR, "probe failed at stage %s: %s", stage, reason)
-    return ProbeResult(
-        _probe_families(stage, duration, timeout, (), {}), False, stage, duration, plog
-    )
 
 
 def _probe_families(

@@ -1,23 +1,50 @@
-"""The running service behind the HTTP routes: config and reloads, the pool, probing, history."""
+"""The running service behind the HTTP routes: config and reloads, the pool, probing, history.
+
+`Exporter.probe` runs a whole /probe request, as blackbox_exporter's probe handler does: the
+target's resolution (inside the probe, under its deadline and its log), the probe, the self
+metrics, rendering and the history. The HTTP layer only turns its answer into a response.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import aiohttp
 
 from . import __version__
-from .config import Config, ConfigError, ResolvedTarget, load_config
+from .config import (
+    DEFAULT_MODULE,
+    Config,
+    ConfigError,
+    ResolvedTarget,
+    TargetRejected,
+    TargetResolveError,
+    UnknownModule,
+    load_config,
+    resolve_target,
+)
+from .errors import ExporterError
+from .exposition import negotiate, render_text
 from .history import ProbeHistory
-from .pool import ConnectionPool
-from .probe import Prober, ProbeRequest, ProbeResult, expand_collectors
+from .pool import ConnectionPool, PoolStats
+from .probe import (
+    Prober,
+    ProbeRequest,
+    ProbeTarget,
+    ResolveError,
+    TargetRefused,
+    expand_collectors,
+)
+from .probelog import ProbeLogCapture
 from .selfmetrics import SelfMetrics
+from .sources import redact_url
 
 log = logging.getLogger("probe_exporter")
 
@@ -34,63 +61,98 @@ class Settings:
     pool_overrides: Mapping[str, float | int] = field(default_factory=dict)
 
 
-class BadRequest(Exception):
+class BadRequest(ExporterError):
     """A request the scraper got wrong (HTTP 400)."""
 
 
-def redact_url(url: str) -> str:
-    """Shows a URL without its credentials: user name and password, and query values (tokens)."""
-    parts = urllib.parse.urlsplit(url)
-    netloc = parts.netloc
-    if parts.username is not None or parts.password is not None:
-        netloc = "<secret>@" + netloc.rpartition("@")[2]
-    query = "&".join(
-        f"{name}=<secret>"
-        for name, _ in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-    )
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=query))
+class ReloadError(ExporterError):
+    """The config file could not be reloaded (invalid or unreadable); the previous one stays."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeAnswer:
+    """What /probe answers: the probe's metrics, or why no probe ran.
+
+    `refused` is None for a probe that ran (failed or not), else why none ran: "bad_request"
+    (a bad scrape timeout, an unknown module), "forbidden" (the target is not allowed) or
+    "overload" (too many probes in flight); `message` then says why, in one line.
+    """
+
+    refused: str | None = None
+    message: str = ""
+    payload: bytes = b""  # the metrics, rendered for the scraper (text format for debug)
+    content_type: str = ""
+    log: ProbeLogCapture | None = None
+    settings: Callable[[], str] = str
 
 
 class Exporter:
-    """The running service: current config, pool, prober, history and self metrics."""
+    """The running service: current config, pool, prober, history and self metrics.
 
-    def __init__(self, settings: Settings) -> None:
+    `Exporter.start` builds one from the settings. A reload replaces the config, and with new
+    pool settings the pool and its prober.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        config: Config,
+        http: aiohttp.ClientSession,
+        pool: ConnectionPool,
+        prober: Prober,
+        history: ProbeHistory,
+        metrics: SelfMetrics,
+    ) -> None:
         self.settings = settings
-        self.config: Config | None = None
-        self.pool: ConnectionPool | None = None
-        self._pool_settings: dict[str, float | int] = {}
-        self.prober: Prober | None = None
-        self.http: aiohttp.ClientSession | None = None
-        self.history = ProbeHistory(settings.history_limit)
-        self.metrics = SelfMetrics((), lambda: self.pool)
+        self.config = config
+        self.http = http
+        self.pool = pool
+        self.prober = prober
+        self.history = history
+        self.metrics = metrics
+        self._pool_settings = _pool_settings(config, settings)
         self.in_flight = 0
         self.draining = False
         self._reload_lock = asyncio.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        self.http = aiohttp.ClientSession(
+    @classmethod
+    async def start(cls, settings: Settings) -> Exporter:
+        """Loads the config file and builds the service; raises ConfigError or OSError."""
+        config = await asyncio.to_thread(load_config, settings.config_file)
+        http = aiohttp.ClientSession(
             headers={"User-Agent": f"kamailio-probe-exporter/{__version__}"},
             connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=30),
             cookie_jar=aiohttp.DummyCookieJar(),
         )
-        try:
-            await self.reload()
-        except BaseException:  # no stop() follows a failed start
-            await self.http.close()
-            raise
+        pool = _new_pool(_pool_settings(config, settings), None)
+        exporter: Exporter | None = None
+        # The pool a reload may replace: the metrics ask the exporter for the current one.
+        metrics = SelfMetrics(config.modules, lambda: exporter.pool if exporter else None)
+        exporter = cls(
+            settings,
+            config,
+            http,
+            pool,
+            Prober(pool, http),
+            ProbeHistory(settings.history_limit),
+            metrics,
+        )
+        metrics.reload_success.set(1)
+        metrics.reload_timestamp.set(time.time())
+        _log_loaded(config, settings.config_file)
+        return exporter
 
     async def stop(self) -> None:
         try:
-            if self.pool is not None:
-                await self.pool.close()
+            await self.pool.close()
         finally:
-            if self.http is not None:
-                await self.http.close()
+            await self.http.close()
 
     async def reload(self) -> bool:
-        """Loads the config file; an invalid file keeps the current config and raises."""
+        """Loads the config file; an invalid file keeps the current config and raises
+        ReloadError."""
         async with self._reload_lock:
             try:
                 config = await asyncio.to_thread(load_config, self.settings.config_file)
@@ -101,48 +163,126 @@ class Exporter:
                     exc,
                     extra={"config": self.settings.config_file},
                 )
-                raise
-            changed = self.config is None or config.sha256 != self.config.sha256
+                raise ReloadError(str(exc)) from exc
+            changed = config.sha256 != self.config.sha256
             self._apply(config)
             self.metrics.reload_success.set(1)
             self.metrics.reload_timestamp.set(time.time())
             if changed:
-                log.info(
-                    "config loaded: %d targets, %d allow rules, modules %s",
-                    len(config.targets),
-                    len(config.allow),
-                    ", ".join(config.modules),
-                    extra={"config": self.settings.config_file},
-                )
+                _log_loaded(config, self.settings.config_file)
             return changed
 
     def _apply(self, config: Config) -> None:
-        assert self.http is not None
-        pool_settings: dict[str, float | int] = {
-            "idle_ttl": config.pool.idle_ttl,
-            "max_connections": config.pool.max_connections,
-            "per_target": config.pool.per_target,
-            **self.settings.pool_overrides,
-        }
-        if self.pool is None or pool_settings != self._pool_settings:
+        pool_settings = _pool_settings(config, self.settings)
+        if pool_settings != self._pool_settings:
             old = self.pool
-            self.pool = ConnectionPool(
-                idle_ttl=float(pool_settings["idle_ttl"]),
-                max_connections=int(pool_settings["max_connections"]),
-                per_target=int(pool_settings["per_target"]),
-                stats=old.stats if old else None,
-            )
-            self.pool.start()
+            self.pool = _new_pool(pool_settings, old.stats)
             self.prober = Prober(self.pool, self.http)
             self._pool_settings = pool_settings
-            if old is not None:
-                # Probes already running finish on the old pool, whose connections close
-                # as their last probe releases them: Kamailio counts them against its 128.
-                old.retire()
+            # Probes already running finish on the old pool, whose connections close
+            # as their last probe releases them: Kamailio counts them against its 128.
+            old.retire()
         self.config = config
         self.metrics.set_modules(config.modules)
 
     # -- probing ---------------------------------------------------------------------------
+
+    async def probe(
+        self,
+        target: str,
+        module: str | None,
+        scrape_timeout: str | None,
+        debug: bool,
+        *,
+        accept: str | None = None,
+        started: float | None = None,
+    ) -> ProbeAnswer:
+        """Runs `/probe?target=...&module=...`: `scrape_timeout` is the scraper's timeout
+        header, `accept` its Accept header (debug output is always text), `started` when the
+        request came (time.monotonic()). Counts, renders and records the probe."""
+        started = time.monotonic() if started is None else started
+        config = self.config
+        if "%" in target and target not in config.targets:
+            # Some scrapers encode the target twice (`%253A`); decode once more, then the allow
+            # rules judge the decoded value like any other.
+            target = urllib.parse.unquote(target)
+        if self.in_flight >= self.settings.max_concurrent:
+            return self._refuse(
+                "overload", f"more than {self.settings.max_concurrent} probes in flight"
+            )
+        self.in_flight += 1
+        self.metrics.in_flight.inc()
+        try:
+            # The header is checked first: a bad one is the scraper's error, whatever the target.
+            budget, _ = self.probe_timeout(math.inf, scrape_timeout)
+            resolve = functools.partial(self._resolve, config, target, module, scrape_timeout)
+            result = await self.prober.probe(
+                ProbeRequest(target, module or DEFAULT_MODULE, budget, resolve), started=started
+            )
+        except BadRequest as exc:
+            return self._refuse("bad_request", str(exc))
+        except TargetRefused as exc:
+            if exc.reason == "forbidden":
+                log.warning("target rejected: %s", exc, extra={"target": target[:256]})
+            return self._refuse(exc.reason, str(exc))
+        finally:
+            self.in_flight -= 1
+            self.metrics.in_flight.dec()
+
+        self.metrics.observe_probe(result.module, result.success, result.duration)
+        renderer, content_type = (render_text, "") if debug else negotiate(accept)
+        payload = renderer(result.families)
+        # The history keeps the rendered body, not the families: one object instead of a probe's
+        # thousands, freed now while they are still in the CPU's caches.
+        self.history.add(
+            result.target,
+            result.module,
+            result.success,
+            result.stage,
+            result.duration,
+            result.log,
+            payload,
+            result.settings,
+        )
+        return ProbeAnswer(None, "", payload, content_type, result.log, result.settings)
+
+    def _refuse(self, reason: str, message: str) -> ProbeAnswer:
+        self.metrics.rejected.labels(reason).inc()
+        return ProbeAnswer(reason, message)
+
+    async def _resolve(
+        self,
+        config: Config,
+        target: str,
+        module: str | None,
+        scrape_timeout: str | None,
+        resolve_timeout: float,
+    ) -> ProbeTarget:
+        """The probe's first stage: the allowed address and effective settings of `target`."""
+        try:
+            resolved = await resolve_target(config, target, module, resolve_timeout=resolve_timeout)
+        except TargetResolveError as exc:
+            raise ResolveError(str(exc)) from None
+        except TargetRejected as exc:
+            raise TargetRefused("forbidden", str(exc)) from None
+        except UnknownModule as exc:
+            raise TargetRefused("bad_request", str(exc)) from None
+        timeout, source = self.probe_timeout(resolved.timeout, scrape_timeout)
+        found = resolved.target
+        sources = (
+            ("xhttp_prom", found.xhttp_prom_url),
+            ("rtpengine_metrics", found.rtpengine_metrics_url),
+        )
+        return ProbeTarget(
+            name=found.name,
+            module=resolved.module.name,
+            address=found.address,
+            collectors=expand_collectors(resolved.module.collectors),
+            options=resolved.module.options,
+            timeout=timeout,
+            settings=functools.partial(settings_text, resolved, timeout, source),
+            http_sources={name: url for name, url in sources if url},
+        )
 
     def probe_timeout(self, configured: float, header: str | None) -> tuple[float, str]:
         """The smallest of the configured timeout and the scrape timeout less the offset,
@@ -167,29 +307,36 @@ class Exporter:
             return budget, "default scrape timeout less the offset (no scrape timeout header)"
         return budget, "scrape timeout header less the offset"
 
-    async def run_probe(
-        self, resolved: ResolvedTarget, timeout: float, started: float
-    ) -> ProbeResult:
-        assert self.prober is not None
-        target = resolved.target
-        sources = {
-            name: url
-            for name, url in (
-                ("xhttp_prom", target.xhttp_prom_url),
-                ("rtpengine_metrics", target.rtpengine_metrics_url),
-            )
-            if url
-        }
-        request = ProbeRequest(
-            target=target.name,
-            module=resolved.module.name,
-            address=target.address,
-            collectors=expand_collectors(resolved.module.collectors),
-            options=resolved.module.options,
-            timeout=timeout,
-            http_sources=sources,
-        )
-        return await self.prober.probe(request, started=started)
+
+def _pool_settings(config: Config, settings: Settings) -> dict[str, float | int]:
+    return {
+        "idle_ttl": config.pool.idle_ttl,
+        "max_connections": config.pool.max_connections,
+        "per_target": config.pool.per_target,
+        **settings.pool_overrides,
+    }
+
+
+def _new_pool(pool_settings: Mapping[str, float | int], stats: PoolStats | None) -> ConnectionPool:
+    """A started pool; `stats` are those of the pool it replaces, counted on."""
+    pool = ConnectionPool(
+        idle_ttl=float(pool_settings["idle_ttl"]),
+        max_connections=int(pool_settings["max_connections"]),
+        per_target=int(pool_settings["per_target"]),
+        stats=stats,
+    )
+    pool.start()
+    return pool
+
+
+def _log_loaded(config: Config, path: str) -> None:
+    log.info(
+        "config loaded: %d targets, %d allow rules, modules %s",
+        len(config.targets),
+        len(config.allow),
+        ", ".join(config.modules),
+        extra={"config": path},
+    )
 
 
 def settings_text(resolved: ResolvedTarget, timeout: float, source: str) -> str:

@@ -81,6 +81,27 @@ def test_version_flag() -> None:
     assert "0.1.0" in result.stdout
 
 
+def test_python_dash_m_runs_the_command() -> None:
+    checked = subprocess.run(
+        [sys.executable, "-m", "probe_exporter", "--config.check", "--config.file", "targets.toml"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+    )
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.startswith("targets.toml: ok (")
+    broken = subprocess.run(
+        [sys.executable, "-m", "probe_exporter", "--config.file", "missing.toml"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+    )
+    assert broken.returncode == 1
+    assert "missing.toml" in broken.stderr
+
+
 class Exporter:
     """The exporter as a child process on a free loopback port, stopped by PID."""
 

@@ -51,7 +51,8 @@ collectors = ["all"]
 name = "kam"
 address = "{kamailio.unix}"
 """)
-    return await aiohttp_client(create_app(Exporter(Settings(config_file=str(config)))))
+    exporter = await Exporter.start(Settings(config_file=str(config)))
+    return await aiohttp_client(create_app(exporter))
 
 
 async def probe(client: TestClient[Any, Any]) -> str:

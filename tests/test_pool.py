@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import pytest
@@ -110,17 +111,34 @@ async def test_a_broken_connection_is_replaced_and_closed() -> None:
     await pool.close()
 
 
-async def test_idle_connections_expire_and_close() -> None:
+async def test_idle_connections_expire_and_close(caplog: pytest.LogCaptureFixture) -> None:
     connector = Connector()
     pool = make_pool(connector, idle_ttl=0.05)
     pool.start()
-    async with pool.lease(A, timeout=1):
-        pass
-    await asyncio.sleep(0.2)  # the sweeper closes it without any further probe
+    with caplog.at_level(logging.DEBUG, logger="probe_exporter.pool"):
+        async with pool.lease(A, timeout=1):
+            pass
+        await asyncio.sleep(0.2)  # the sweeper closes it without any further probe
     assert connector.opened[0].closed
     assert len(pool) == 0
     assert pool.stats.evictions == 1
+    assert caplog.messages == [f"closing the connection to {A}: unused for 0.05s"]
     await pool.close()
+
+
+async def test_a_failed_close_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    connector = Connector()
+    pool = make_pool(connector, idle_ttl=60.0)
+    async with pool.lease(A, timeout=1) as lease:
+        pass
+
+    async def refuse_to_close() -> None:
+        raise OSError("EBADF")
+
+    lease.connection.close = refuse_to_close  # type: ignore[method-assign]  # a close that fails
+    with caplog.at_level(logging.DEBUG, logger="probe_exporter.pool"):
+        await pool.close()
+    assert caplog.messages == [f"closing the connection to {A} failed: OSError('EBADF')"]
 
 
 async def test_use_restarts_the_idle_ttl() -> None:
@@ -135,14 +153,20 @@ async def test_use_restarts_the_idle_ttl() -> None:
     await pool.close()
 
 
-async def test_the_least_recently_used_connection_makes_room() -> None:
+async def test_the_least_recently_used_connection_makes_room(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     connector = Connector()
     pool = make_pool(connector, max_connections=1)
-    async with pool.lease(A, timeout=1):
-        pass
-    async with pool.lease(B, timeout=1):
-        pass
-    await asyncio.sleep(0)
+    with caplog.at_level(logging.DEBUG, logger="probe_exporter.pool"):
+        async with pool.lease(A, timeout=1):
+            pass
+        async with pool.lease(B, timeout=1):
+            pass
+        await asyncio.sleep(0)
+    assert caplog.messages == [
+        f"closing the connection to {A}: least recently used, at the limit of 1"
+    ]
     assert connector.opened[0].closed
     assert not connector.opened[1].closed
     assert len(pool) == 1

@@ -13,11 +13,10 @@ unknown state, so the connection is marked broken, closed, and never used again.
 
 import abc
 import asyncio
-import errno
-import os
 import socket
 from collections.abc import Sequence
 
+from ..errors import ExporterTimeout, describe_os_error
 from .address import Address
 from .codec import (
     DEFAULT_MAX_PACKET_SIZE,
@@ -34,12 +33,15 @@ from .codec import (
 )
 
 __all__ = [
+    "BusyTimeout",
     "ConnectError",
+    "ConnectTimeout",
     "Connection",
     "ConnectionLost",
     "CookieMismatch",
     "DatagramConnection",
     "Reply",
+    "ReplyTimeout",
     "StreamConnection",
     "connect",
 ]
@@ -49,8 +51,20 @@ class ConnectError(BinRpcError):
     """Could not connect: refused, no socket file, name not resolved, connect timeout."""
 
 
+class ConnectTimeout(ConnectError, ExporterTimeout):
+    """Connecting took longer than its timeout."""
+
+
 class ConnectionLost(BinRpcError):
     """The connection closed or broke during a call, or was already unusable."""
+
+
+class BusyTimeout(BinRpcError, ExporterTimeout):
+    """Other callers' batches held the connection until the deadline; it stays usable."""
+
+
+class ReplyTimeout(BinRpcError, ExporterTimeout):
+    """The replies of a batch did not all come before the deadline; the connection is closed."""
 
 
 class CookieMismatch(ProtocolError):
@@ -131,7 +145,9 @@ class _ReplyProtocol(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.fail(ConnectionLost(self._lost_message("closed" if exc is None else _describe(exc))))
+        self.fail(
+            ConnectionLost(self._lost_message("closed" if exc is None else describe_os_error(exc)))
+        )
         if not self.closed.done():
             self.closed.set_result(None)
 
@@ -174,7 +190,7 @@ class _DatagramReplyProtocol(_ReplyProtocol, asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:
         # On a connected datagram socket this is an ICMP port unreachable (udp) or a missing
         # receiver (unixd): nobody listens at the address.
-        self.fail(ConnectError(f"{self.address}: {_describe(exc)}"))
+        self.fail(ConnectError(f"{self.address}: {describe_os_error(exc)}"))
 
 
 class Connection(abc.ABC):
@@ -217,8 +233,10 @@ class Connection(abc.ABC):
 
         `timeout` bounds the whole batch (default: the timeout given to connect()). `arrivals`,
         when given, gets loop.time() appended as each reply arrives. Any error but a fault breaks
-        and closes the connection, then propagates: TimeoutError, ConnectionLost, ConnectError
-        (datagram: nobody listens), ProtocolError (CookieMismatch among them).
+        and closes the connection, then propagates: ReplyTimeout, ConnectionLost, ConnectError
+        (datagram: nobody listens), ProtocolError (CookieMismatch among them). Other callers'
+        batches holding the connection past the deadline raise BusyTimeout instead, leaving
+        the connection as it is.
         """
         if not calls:
             return []
@@ -230,7 +248,7 @@ class Connection(abc.ABC):
             async with asyncio.timeout_at(deadline):
                 await self._lock.acquire()
         except TimeoutError:
-            raise TimeoutError(
+            raise BusyTimeout(
                 f"{self.address}: connection busy with other calls for {limit:g} s"
             ) from None
         try:
@@ -255,7 +273,7 @@ class Connection(abc.ABC):
                 if self._protocol.answered or self._protocol.reader.buffered:
                     message = f"{message} ({self._protocol.progress()})"
                 self._protocol.fail(ConnectionLost(message))
-                raise TimeoutError(message) from None
+                raise ReplyTimeout(message) from None
             except BinRpcError as exc:
                 self._protocol.fail(exc)
                 raise
@@ -340,13 +358,14 @@ async def connect(
 ) -> Connection:
     """Opens a connection to a Kamailio ctl socket within `timeout` seconds.
 
-    `timeout` is also the default deadline of each call_many batch. Raises ConnectError.
+    `timeout` is also the default deadline of each call_many batch. Raises ConnectError
+    (ConnectTimeout when the time ran out).
     """
     try:
         async with asyncio.timeout(timeout):
             return await _open(address, timeout, max_packet_size)
     except TimeoutError:
-        raise ConnectError(f"{address}: connect timed out after {timeout:g} s") from None
+        raise ConnectTimeout(f"{address}: connect timed out after {timeout:g} s") from None
     except socket.gaierror as exc:
         raise ConnectError(f"{address}: cannot resolve {address.host!r}: {exc.strerror}") from None
     except FileNotFoundError:
@@ -356,11 +375,11 @@ async def connect(
     except (ConnectionResetError, BrokenPipeError) as exc:
         # Accepted, then closed at once: how Kamailio turns away connections beyond 128.
         raise ConnectError(
-            f"{address}: {_describe(exc)} right after connecting"
+            f"{address}: {describe_os_error(exc)} right after connecting"
             " (Kamailio at its limit of 128 ctl connections, or shutting down?)"
         ) from None
     except OSError as exc:
-        raise ConnectError(f"{address}: {_describe(exc)}") from None
+        raise ConnectError(f"{address}: {describe_os_error(exc)}") from None
 
 
 async def _open(address: Address, call_timeout: float, max_packet_size: int) -> Connection:
@@ -403,10 +422,3 @@ def _unix_datagram_socket(path: str) -> socket.socket:
         sock.close()
         raise
     return sock
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.errno is not None:
-        # os.strerror: asyncio puts its own text ("Connect call failed ...") in exc.strerror.
-        return f"{errno.errorcode.get(exc.errno, exc.errno)} ({os.strerror(exc.errno)})"
-    return str(exc) or type(exc).__name__

@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
+from ..errors import ExporterError
+
 __all__ = [
     "DEFAULT_MAX_PACKET_SIZE",
     "INT32_MAX",
@@ -116,7 +118,7 @@ Param: TypeAlias = int | str | float
 Value: TypeAlias = int | float | str | bytes | Struct | list["Value"]
 
 
-class BinRpcError(Exception):
+class BinRpcError(ExporterError):
     """Root of every error of the binrpc package."""
 
 

@@ -1,0 +1,129 @@
+"""A probe's log: standard `logging` records, kept for `debug=true` and `/logs`, and passed on to
+the process log when its level lets them through (as blackbox_exporter's scrape logger does).
+
+Every probe gets its own logger, which stamps its records with the probe's target and module.
+All its records, debug ones included, go to the probe's ProbeLogCapture; those that the
+`probe_exporter.probe` logger is enabled for go on to that logger's handlers. Records are
+formatted only when read: a full probe writes about 17 lines, and most are never looked at.
+The history keeps records for minutes, so their arguments must be plain values: an exception
+passed as one would keep its traceback, and every frame in it, alive as long.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+PROBE_LOG = logging.getLogger("probe_exporter.probe")
+_SOURCE = "(probe)"  # the records' file and function: every one comes from the probe
+# Per thread (in practice, the event loop's): the fields of a record no probe line changes.
+_TEMPLATES: dict[int, dict[str, Any]] = {}
+
+
+class ProbeLogCapture(logging.Handler):
+    """Keeps one probe's records; `lines` formats them as the debug output shows them."""
+
+    def __init__(self, started: float) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+        # Wall-clock time of the probe's start (`started` is time.monotonic()), to which each
+        # line's time is relative.
+        self._started = time.time() - (time.monotonic() - started)
+
+    def createLock(self) -> None:
+        # No lock: a probe logs from its event loop's thread only.
+        self.lock = None
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        self.records.append(record)
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    @property
+    def lines(self) -> list[str]:
+        return [
+            f"{record.created - self._started:8.4f}s {record.levelname.lower():5} "
+            f"{record.getMessage()}"
+            for record in self.records
+        ]
+
+
+class ProbeLogger(logging.Logger):
+    """One probe's logger; see the module docstring. Not registered with logging.getLogger.
+
+    Its records are copies of a template record made once per thread: what does not change
+    from one line to the next (thread, process, source; then the probe's target and module) is
+    copied rather than looked up again for each line.
+    """
+
+    def __init__(self, target: str, module: str, capture: ProbeLogCapture) -> None:
+        super().__init__(PROBE_LOG.name, logging.DEBUG)
+        self.parent = PROBE_LOG
+        self.capture = capture
+        self._context = {"target": target, "probe_module": module}
+        template = _TEMPLATES.get(threading.get_ident())
+        if template is None:
+            template = logging.LogRecord(
+                PROBE_LOG.name, logging.DEBUG, _SOURCE, 0, "", (), None, _SOURCE
+            ).__dict__
+            _TEMPLATES[threading.get_ident()] = template
+        self._template = {**template, **self._context}
+
+    def identify(self, target: str, module: str) -> None:
+        """Names the probe's target and module once resolution found them."""
+        self._context = {"target": target, "probe_module": module}
+        self._template.update(self._context)
+
+    def findCaller(
+        self, stack_info: bool = False, stacklevel: int = 1
+    ) -> tuple[str, int, str, str | None]:
+        # Every record comes from the probe; walking the stack would cost more than the record.
+        return _SOURCE, 0, _SOURCE, None
+
+    def makeRecord(
+        self,
+        name: str,
+        level: int,
+        fn: str,
+        lno: int,
+        msg: object,
+        args: Any,
+        exc_info: Any,
+        func: str | None = None,
+        extra: Mapping[str, object] | None = None,
+        sinfo: str | None = None,
+    ) -> logging.LogRecord:
+        if exc_info or extra or sinfo or (len(args) == 1 and isinstance(args[0], Mapping)):
+            # Not how the probe logs: the general way.
+            record = super().makeRecord(
+                name, level, fn, lno, msg, args, exc_info, func, extra, sinfo
+            )
+            record.__dict__.update(self._context)
+            return record
+        record = logging.LogRecord.__new__(logging.LogRecord)
+        fields = record.__dict__
+        fields.update(self._template)
+        created = time.time()
+        fields["msg"] = msg
+        fields["args"] = args
+        fields["levelno"] = level
+        fields["levelname"] = logging.getLevelName(level)
+        fields["created"] = created
+        fields["msecs"] = int((created - int(created)) * 1000) + 0.0
+        fields["relativeCreated"] += (created - self._template["created"]) * 1000
+        return record
+
+    def handle(self, record: logging.LogRecord) -> None:
+        self.capture.handle(record)
+        if PROBE_LOG.isEnabledFor(record.levelno):
+            PROBE_LOG.handle(record)
+
+
+def probe_logger(target: str, module: str, started: float) -> ProbeLogger:
+    """A new probe's logger; `started` (time.monotonic()) is the time its lines count from."""
+    return ProbeLogger(target, module, ProbeLogCapture(started))
