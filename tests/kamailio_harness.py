@@ -574,6 +574,9 @@ class Sipp:
             "-nostdin",
             "-timeout", f"{sipp_timeout}s",
             "-timeout_error",
+            # no UDP retransmissions: on a busy machine a retransmitted request would move
+            # Kamailio's received-request counters by more than the calls sent
+            "-nr",
             *extra,
             f"127.0.0.1:{self.kamailio.sip_port}",
         ]  # fmt: skip
