@@ -552,7 +552,7 @@ def captured_cases(version: str) -> dict[str, Case]:
             ("pkg_stats", "pkg", of("pkg.stats")),
             ("tcp_info", "tcp_info", of("core.tcp_info")),
             ("core", "core", of("core.uptime", "core.version", "core.info")),
-            ("shmmem", "shmmem", of("core.shmmem", "stats.fetch_shmem_group")),
+            ("shmmem", "shmmem", of("core.shmmem", "stats.fetch_shmem")),
             ("tm_stats", "tm", of("tm.stats")),
             ("sl_stats", "sl", of("sl.stats")),
             ("rtpengine_show_all", "rtpengine", of("rtpengine.show_all")),
