@@ -183,8 +183,8 @@ TARGET = '[[targets]]\nname = "t"\naddress = "tcp:127.0.0.1:2046"\n'
         ),
         (
             f'[modules.m]\ncollectors = ["{SOME_COLLECTOR}", "{SOME_COLLECTOR}"]',
-            "modules.m.collectors[1]",
-            "named twice",
+            "modules.m.collectors",
+            f"{SOME_COLLECTOR!r} is named twice (entries 0 and 1)",
         ),
         (
             f'[modules.m]\ncollectors = ["all", "{SOME_COLLECTOR}"]',
