@@ -658,3 +658,48 @@ def test_example_web_config_is_valid() -> None:
     assert config.tls.cert_file == str(example.parent / "tls" / "server.crt")
     assert set(config.basic_auth_users) == {"prometheus"}
     assert config.headers["X-Frame-Options"] == "deny"
+
+
+def test_every_error_of_the_file_is_reported_at_once() -> None:
+    text = (
+        "tls_server_config:\n"  # 1
+        "  cert_file: c.pem\n"  # 2
+        "  min_version: TLS14\n"  # 3
+        "  cipher_suites: [TLS_AES_128_GCM_SHA256, TLS_AES_128_GCM_SHA256]\n"  # 4
+        "http_server_config:\n"  # 5
+        "  http2: 1\n"  # 6
+        "  headers: {X-Frame-Options: deny, x-frame-options: deny}\n"  # 7
+        "basic_auth_users:\n"  # 8
+        "  alice: plaintext\n"  # 9
+        "nope: 1\n"  # 10
+    )
+    with pytest.raises(WebConfigError) as caught:
+        WebConfig.parse(text)
+    found = [(issue.key, issue.reason, issue.line) for issue in caught.value.issues]
+    assert found == [
+        ("tls_server_config.key_file", "missing", 1),
+        ("tls_server_config.min_version", "'TLS14' is not one of TLS10, TLS11, TLS12, TLS13", 3),
+        (
+            "tls_server_config.cipher_suites",
+            "'TLS_AES_128_GCM_SHA256' is named twice (entries 0 and 1)",
+            4,
+        ),
+        ("http_server_config.http2", "expected true or false, got an integer", 6),
+        ("http_server_config.headers", "X-Frame-Options is given twice (in another case)", 7),
+        ("basic_auth_users.alice", "not a bcrypt hash ($2a$, $2b$ or $2y$)", 9),
+        ("nope", "unknown key (known: tls_server_config, http_server_config, basic_auth_users)", 10),
+    ]
+    assert str(caught.value).endswith("(7 errors)")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+def test_only_regular_files_are_read(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "web.yml"
+    if kind == "fifo":
+        os.mkfifo(path)  # no writer: a plain open() would block for ever
+    else:
+        path.mkdir()
+    described = "a FIFO" if kind == "fifo" else "a directory"
+    with pytest.raises(WebConfigError) as caught:
+        WebConfigHolder(path)
+    assert str(caught.value) == f"web config file {path}: not a regular file ({described})"

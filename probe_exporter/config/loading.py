@@ -69,9 +69,10 @@ def parse_config(text: str, source: str = "<string>") -> Config:
     return build_config(valid, sha256, warnings(document, where))
 
 
-def _document_order(issue: Issue) -> tuple[int, int]:
-    """Sections in the schema's order, tables of an array in file order."""
+def _document_order(issue: Issue) -> tuple[int, int, int]:
+    """Sections in the schema's order, tables of an array in file order, then lines."""
     section, _, rest = issue.key.partition("[")
     section = section.split(".")[0]
     index = int(rest.partition("]")[0]) if rest[:1].isdigit() else -1
-    return (_SECTIONS.index(section) if section in _SECTIONS else -1, index)
+    order = _SECTIONS.index(section) if section in _SECTIONS else -1
+    return (order, index, issue.line or 0)
