@@ -687,7 +687,11 @@ def test_every_error_of_the_file_is_reported_at_once() -> None:
         ("http_server_config.http2", "expected true or false, got an integer", 6),
         ("http_server_config.headers", "X-Frame-Options is given twice (in another case)", 7),
         ("basic_auth_users.alice", "not a bcrypt hash ($2a$, $2b$ or $2y$)", 9),
-        ("nope", "unknown key (known: tls_server_config, http_server_config, basic_auth_users)", 10),
+        (
+            "nope",
+            "unknown key (known: tls_server_config, http_server_config, basic_auth_users)",
+            10,
+        ),
     ]
     assert str(caught.value).endswith("(7 errors)")
 
