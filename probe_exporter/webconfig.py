@@ -210,7 +210,7 @@ def web_middleware(
         config = holder.config
         if config.basic_auth_users and not _is_exempt(request, exempt):
             authorization = request.headers.get(hdrs.AUTHORIZATION)
-            if not await holder.check_basic_auth(authorization):
+            if not await holder.check_basic_auth(authorization, request.remote or ""):
                 denied = web.Response(
                     status=401, text="Unauthorized\n", headers={hdrs.WWW_AUTHENTICATE: "Basic"}
                 )
