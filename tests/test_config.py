@@ -313,6 +313,8 @@ TARGET = '[[targets]]\nname = "t"\naddress = "tcp:127.0.0.1:2046"\n'
             "at most 2048",
         ),
         ("allow = 1", "allow", "expected an array of tables"),
+        ("[[allow]]\naddress = 5", "allow[0].address", "expected a string, got an integer"),
+        ("pool = { idle_ttl = 1979-05-27 }", "pool.idle_ttl", "got a date/time"),
         ('[[allow]]\nmodule = "default"', "allow[0].address", "missing"),
         ('[[allow]]\naddress = "tcp:h:1"\nport = 1', "allow[0].port", "unknown key"),
         ('[[allow]]\naddress = "tcp:h:1"\nmodule = "nope"', "allow[0].module", "unknown module"),

@@ -135,8 +135,9 @@ def _address(value: object) -> Address:
 
 
 def _pattern(value: object) -> AllowRule:
+    pattern = _short_string(value)
     try:
-        return parse_pattern(_short_string(value), None)
+        return parse_pattern(pattern, None)
     except ValueError as exc:
         fail(str(exc))
 
@@ -294,7 +295,9 @@ def check_document(document: Mapping[str, Any]) -> list[tuple[Loc, str]]:
     pool = document.get("pool")
     if isinstance(pool, dict):
         most, each = pool.get("max_connections", 1024), pool.get("per_target", 1)
-        if type(most) is int and type(each) is int and 0 < most < each:
+        valid = range(1, MAX_CONNECTIONS + 1)
+        in_range = type(most) is int and type(each) is int and most in valid and each in valid
+        if in_range and each > most:
             found.append(
                 (("pool", "per_target"), f"{each} is more than pool.max_connections ({most})")
             )

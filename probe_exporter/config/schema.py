@@ -10,6 +10,7 @@ line. Cross-field checks that pydantic cannot place on a key return Issues thems
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import re
@@ -175,6 +176,9 @@ _NAMES: Mapping[type, str] = {
     str: "a string",
     list: "an array",
     dict: "a table",
+    datetime.date: "a date/time",
+    datetime.datetime: "a date/time",
+    datetime.time: "a date/time",
 }
 
 
