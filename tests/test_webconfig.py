@@ -335,7 +335,7 @@ async def test_unknown_users_are_checked_against_a_hash_of_the_same_cost(
         costs.append(hashed[:7])
         return checkpw(password, hashed)
 
-    monkeypatch.setattr(webconfig.bcrypt, "checkpw", recording)
+    monkeypatch.setattr(bcrypt, "checkpw", recording)
     hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=6)).decode()
     holder = WebConfigHolder(write(tmp_path / "web.yml", f"basic_auth_users: {{u: '{hashed}'}}\n"))
     assert not await holder.check_basic_auth(basic("u", "nope")["Authorization"])
