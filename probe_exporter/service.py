@@ -21,6 +21,8 @@ from .selfmetrics import SelfMetrics
 
 log = logging.getLogger("probe_exporter")
 
+MERGED_SOURCE_CONNECTIONS = 256  # open HTTP connections to merged sources, all targets together
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -72,7 +74,7 @@ class Exporter:
     async def start(self) -> None:
         self.http = aiohttp.ClientSession(
             headers={"User-Agent": f"kamailio-probe-exporter/{__version__}"},
-            connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=30),
+            connector=aiohttp.TCPConnector(limit=MERGED_SOURCE_CONNECTIONS, ttl_dns_cache=30),
             cookie_jar=aiohttp.DummyCookieJar(),
         )
         try:
