@@ -14,6 +14,7 @@ import re
 import resource
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -24,10 +25,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, ExporterProcess, http_get, value, wait_until
+from helpers import ROOT, ExporterProcess, http_get, make_certificate, value, wait_until
 from kamailio_harness import free_ports
 
-from probe_exporter.cli import legacy_env_names, parse_args
+from probe_exporter.cli import build_parser, legacy_env_names, parse_args
 
 COMMAND = [sys.executable, "-m", "probe_exporter.cli"]
 SLACK = 1.0  # the server's close may come this much after its deadline
@@ -271,6 +272,36 @@ def test_the_cap_is_sized_from_the_open_file_limit(
     assert not any("cannot hold" in msg for msg in lines), lines
 
 
+@pytest.mark.real
+def test_a_tls_handshake_never_started_is_closed_like_a_head(
+    targets: Path, tmp_path: Path, exporters: list[ExporterProcess]
+) -> None:
+    cert, key = make_certificate(tmp_path)
+    web_config = tmp_path / "web.yml"
+    web_config.write_text(f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n")
+    exporter = start_exporter(
+        targets,
+        "--web.config.file",
+        str(web_config),
+        "--web.read-header-timeout",
+        "1",
+        "--web.max-connections",
+        "8",
+    )
+    exporters.append(exporter)
+    silent = [connect(exporter.port) for _ in range(12)]
+    opened = time.monotonic()
+    context = ssl.create_default_context(cafile=str(cert))
+    with (
+        socket.create_connection(("127.0.0.1", exporter.port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        tls.sendall(FULL_REQUEST)
+        assert tls.recv(65536).startswith(b"HTTP/1.1 200")
+    figures = closed_after(silent, opened, 1.0 + SLACK)
+    print(f"\nTLS, header timeout 1 s: silent connections closed after {max(figures):.2f} s")
+
+
 # -- socket activation -----------------------------------------------------------------------
 
 
@@ -512,3 +543,16 @@ def test_variables_of_the_older_exporter_get_one_warning(targets: Path) -> None:
         "--config.file", str(targets), "--config.check", env={"PORT": "8080", "DEBUG": "1"}
     )
     assert "level=warn" not in quiet.stderr
+
+
+def test_every_flag_is_in_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("## Command line") : readme.index("Each flag can also be set")]
+    flags = {
+        option
+        for action in build_parser()._actions
+        for option in action.option_strings
+        if option.startswith("--") and option != "--help"
+    }
+    missing = sorted(flag for flag in flags if f"`{flag}`" not in table)
+    assert not missing, f"flags missing from README's Command line table: {missing}"
