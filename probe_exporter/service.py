@@ -48,6 +48,8 @@ from .sources import redact_url
 
 log = logging.getLogger("probe_exporter")
 
+MERGED_SOURCE_CONNECTIONS = 256  # open HTTP connections to merged sources, all targets together
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -123,7 +125,7 @@ class Exporter:
         config = await asyncio.to_thread(load_config, settings.config_file)
         http = aiohttp.ClientSession(
             headers={"User-Agent": f"kamailio-probe-exporter/{__version__}"},
-            connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=30),
+            connector=aiohttp.TCPConnector(limit=MERGED_SOURCE_CONNECTIONS, ttl_dns_cache=30),
             cookie_jar=aiohttp.DummyCookieJar(),
         )
         pool = _new_pool(_pool_settings(config, settings), None)
