@@ -115,7 +115,12 @@ class ConfigError(ValueError):
 
 class TargetRejected(Exception):
     """The target is neither a listed name nor allowed by a rule (HTTP 403); nothing was
-    connected to. The message is one line."""
+    connected to. The message, one line, is the client's: it never tells what a name resolves
+    to, or whether it resolves. `detail`, for the exporter's log, may."""
+
+    def __init__(self, message: str, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail or message
 
 
 class TargetResolveError(Exception):
@@ -757,8 +762,15 @@ async def resolve_target(
     return ResolvedTarget(allowed, config.modules[module or rule.module or DEFAULT_MODULE], rule)
 
 
-def _rejected(target: str, reason: str) -> TargetRejected:
-    return TargetRejected(f"target {_short(target)}: {reason}")
+# Every refused host name gets this one answer: whether the name resolves, and to what, is
+# for the exporter's log only (a client must not use the exporter as a DNS oracle).
+_NO_NAME_RULE = "no allow rule matches this host name"
+
+
+def _rejected(target: str, reason: str, detail: str | None = None) -> TargetRejected:
+    return TargetRejected(
+        f"target {_short(target)}: {reason}", detail and f"target {_short(target)}: {detail}"
+    )
 
 
 def _short(text: str) -> str:
@@ -820,7 +832,7 @@ async def _allowed(
         raise _rejected(target, "no allow rule covers this address")
     name_rule = next((rule for rule in candidates if rule.matches_name(address.host)), None)
     if name_rule is None and not any(rule.network is not None for rule in candidates):
-        raise _rejected(target, "no allow rule matches this host name")
+        raise _rejected(target, _NO_NAME_RULE)
     try:
         resolved = await _resolve(address, resolve_timeout)
     except (OSError, TimeoutError) as exc:
@@ -828,7 +840,9 @@ async def _allowed(
         if name_rule is not None:
             raise TargetResolveError(f"cannot resolve {address.host}: {reason}") from None
         raise _rejected(
-            target, f"the name does not resolve ({reason}), so no network rule can allow it"
+            target,
+            _NO_NAME_RULE,
+            f"the name does not resolve ({reason}), so no network rule can allow it",
         ) from None
     for rule in candidates:
         if rule.matches_name(address.host):
@@ -837,7 +851,7 @@ async def _allowed(
             if rule.contains(ip):
                 return rule, dataclasses.replace(address, host=str(ip))
     shown = ", ".join(str(ip) for ip in resolved[:4])
-    raise _rejected(target, f"resolves to {shown}, which no allow rule covers")
+    raise _rejected(target, _NO_NAME_RULE, f"resolves to {shown}, which no allow rule covers")
 
 
 class _Lookups:

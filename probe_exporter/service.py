@@ -11,6 +11,7 @@ import asyncio
 import functools
 import logging
 import math
+import re
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -47,6 +48,9 @@ from .selfmetrics import SelfMetrics
 from .sources import redact_url
 
 log = logging.getLogger("probe_exporter")
+
+# What Prometheus sends in X-Prometheus-Scrape-Timeout-Seconds (Go's strconv.FormatFloat).
+_SECONDS = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 
 
 @dataclass(frozen=True)
@@ -222,8 +226,6 @@ class Exporter:
         except BadRequest as exc:
             return self._refuse("bad_request", str(exc))
         except TargetRefused as exc:
-            if exc.reason == "forbidden":
-                log.warning("target rejected: %s", exc, extra={"target": target[:256]})
             return self._refuse(exc.reason, str(exc))
         finally:
             self.in_flight -= 1
@@ -264,6 +266,8 @@ class Exporter:
         except TargetResolveError as exc:
             raise ResolveError(str(exc)) from None
         except TargetRejected as exc:
+            # The client gets the message; only the log tells what a name resolved to.
+            log.warning("target rejected: %s", exc.detail, extra={"target": target[:256]})
             raise TargetRefused("forbidden", str(exc)) from None
         except UnknownModule as exc:
             raise TargetRefused("bad_request", str(exc)) from None
@@ -290,12 +294,12 @@ class Exporter:
         if header is None:
             scrape = self.settings.default_scrape_timeout
         else:
-            try:
-                scrape = float(header)
-            except ValueError:
+            # ASCII decimals only: float() also takes " 5", "1_0", "٣" and "nan".
+            if _SECONDS.fullmatch(header) is None:
                 raise BadRequest(
                     f"X-Prometheus-Scrape-Timeout-Seconds is not a number: {header[:64]!r}"
-                ) from None
+                )
+            scrape = float(header)
             if not math.isfinite(scrape) or scrape <= 0:
                 raise BadRequest("X-Prometheus-Scrape-Timeout-Seconds must be positive")
         budget = scrape - self.settings.timeout_offset

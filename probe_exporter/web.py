@@ -7,6 +7,7 @@ import dataclasses
 import gzip
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -21,6 +22,7 @@ from .sources import redact_url
 log = logging.getLogger("probe_exporter")
 
 MAX_PARAM_LENGTH = 1024
+_PROBE_ID = re.compile(r"[0-9]{1,18}")
 GZIP_LEVEL = 1  # ~3x smaller than plain text at a fraction of level 9's CPU cost
 
 EXPORTER_KEY = web.AppKey("exporter", Exporter)
@@ -148,8 +150,9 @@ async def handle_logs(request: web.Request) -> web.StreamResponse:
     if (probe_id is None) == (target is None):
         return _text(400, "give either 'id' or 'target' (with an optional 'module')")
     if probe_id is not None:
-        if not probe_id.isdigit():
-            return _text(400, "'id' must be a number")
+        # Only ASCII digits: str.isdigit() and int() also take "²", "٣", " 7" and "1_0".
+        if _PROBE_ID.fullmatch(probe_id) is None:
+            return _text(400, "'id' must be a probe number")
         record = history.get(int(probe_id))
     else:
         assert target is not None
