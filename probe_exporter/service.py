@@ -46,6 +46,7 @@ from .probe import (
 from .probelog import ProbeLogCapture
 from .selfmetrics import SelfMetrics
 from .sources import redact_url
+from .status import StatusBoard
 
 log = logging.getLogger("probe_exporter")
 
@@ -114,6 +115,8 @@ class Exporter:
         self.prober = prober
         self.history = history
         self.metrics = metrics
+        self.status = StatusBoard()
+        self.started_at = time.time()
         self._pool_settings = _pool_settings(config, settings)
         self.in_flight = 0
         self.draining = False
@@ -188,6 +191,7 @@ class Exporter:
             old.retire()
         self.config = config
         self.metrics.set_modules(config.modules)
+        self.status.keep(config.targets, config.modules)
 
     # -- probing ---------------------------------------------------------------------------
 
@@ -211,8 +215,8 @@ class Exporter:
             # rules judge the decoded value like any other.
             target = urllib.parse.unquote(target)
         if self.in_flight >= self.settings.max_concurrent:
-            return self._refuse(
-                "overload", f"more than {self.settings.max_concurrent} probes in flight"
+            return self.refuse(
+                "overload", f"more than {self.settings.max_concurrent} probes in flight", target
             )
         self.in_flight += 1
         self.metrics.in_flight.inc()
@@ -224,9 +228,9 @@ class Exporter:
                 ProbeRequest(target, module or DEFAULT_MODULE, budget, resolve), started=started
             )
         except BadRequest as exc:
-            return self._refuse("bad_request", str(exc))
+            return self.refuse("bad_request", str(exc), target)
         except TargetRefused as exc:
-            return self._refuse(exc.reason, str(exc))
+            return self.refuse(exc.reason, str(exc), target)
         finally:
             self.in_flight -= 1
             self.metrics.in_flight.dec()
@@ -236,7 +240,8 @@ class Exporter:
         payload = renderer(result.families)
         # The history keeps the rendered body, not the families: one object instead of a probe's
         # thousands, freed now while they are still in the CPU's caches.
-        self.history.add(
+        ended = time.time()
+        record = self.history.add(
             result.target,
             result.module,
             result.success,
@@ -245,11 +250,27 @@ class Exporter:
             result.log,
             payload,
             result.settings,
+            result.reason,
+            ended,
+        )
+        self.status.probe_ended(
+            result.target,
+            result.module,
+            listed=result.target in config.targets,
+            success=result.success,
+            stage=result.stage,
+            reason=result.reason,
+            duration=result.duration,
+            probe_id=record.id if record else None,
+            at=ended,
         )
         return ProbeAnswer(None, "", payload, content_type, result.log, result.settings)
 
-    def _refuse(self, reason: str, message: str) -> ProbeAnswer:
+    def refuse(self, reason: str, message: str, target: str | None) -> ProbeAnswer:
+        """Counts a /probe request refused for `reason` (see ProbeAnswer), for the metrics and
+        the status page; `target` is the parameter as sent, if any."""
         self.metrics.rejected.labels(reason).inc()
+        self.status.refused(reason, target, message, time.time())
         return ProbeAnswer(reason, message)
 
     async def _resolve(

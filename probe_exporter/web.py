@@ -66,7 +66,7 @@ async def handle_probe(request: web.Request) -> web.StreamResponse:
         module = _single(request, "module", required=False)
         debug = _single(request, "debug", required=False) == "true"
     except BadRequest as exc:
-        exporter.metrics.rejected.labels("bad_request").inc()
+        exporter.refuse("bad_request", str(exc), request.query.get("target"))
         return _text(400, str(exc))
     assert target is not None
     answer = await exporter.probe(
@@ -158,7 +158,11 @@ async def handle_logs(request: web.Request) -> web.StreamResponse:
         assert target is not None
         record = history.latest_for(target, module)
     if record is None:
-        return _text(404, "probe not found")
+        return _text(
+            404,
+            f"probe not found: the last {history.limit} probes are kept, "
+            "and as many older failures",
+        )
     return _text(200, _debug_text(record.log.lines, record.exposition, record.settings()))
 
 
@@ -188,8 +192,20 @@ async def handle_config(request: web.Request) -> web.StreamResponse:
     return _text(200, json.dumps(view, indent=2, default=str))
 
 
+# The status page shows text from requests: should escaping ever fail, no script runs and
+# nothing loads.
+LANDING_POLICY = (
+    "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'"
+)
+
+
 async def handle_landing(request: web.Request) -> web.StreamResponse:
-    return web.Response(text=landing_page(request.app[EXPORTER_KEY]), content_type="text/html")
+    return web.Response(
+        text=landing_page(request.app[EXPORTER_KEY]),
+        content_type="text/html",
+        headers={"Content-Security-Policy": LANDING_POLICY, "X-Content-Type-Options": "nosniff"},
+    )
 
 
 def create_app(

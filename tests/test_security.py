@@ -248,6 +248,9 @@ def test_a_refusal_does_not_tell_what_a_name_resolves_to(guarded: ExporterProces
     status, _, body = raw_probe(guarded, quoted("tcp:localhost:2046"))
     assert status == 403
     assert body == 'target "tcp:localhost:2046": no allow rule matches this host name\n'
+    _, _, page = guarded.get("/")  # the status page is public too: it shows what the client saw
+    assert "tcp:localhost:2046" in page
+    assert "resolves" not in page
     # The exporter's log tells the operator.
     assert re.search(
         r"target rejected: .*localhost:2046.* resolves to [^ ]*127\.0\.0\.1", guarded.log()
