@@ -11,6 +11,7 @@ import asyncio
 import functools
 import logging
 import math
+import re
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -45,10 +46,13 @@ from .probe import (
 from .probelog import ProbeLogCapture
 from .selfmetrics import SelfMetrics
 from .sources import redact_url
+from .status import StatusBoard
 
 log = logging.getLogger("probe_exporter")
 
 MERGED_SOURCE_CONNECTIONS = 256  # open HTTP connections to merged sources, all targets together
+# What Prometheus sends in X-Prometheus-Scrape-Timeout-Seconds (Go's strconv.FormatFloat).
+_SECONDS = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,8 @@ class Exporter:
         self.prober = prober
         self.history = history
         self.metrics = metrics
+        self.status = StatusBoard()
+        self.started_at = time.time()
         self._pool_settings = _pool_settings(config, settings)
         self.in_flight = 0
         self.draining = False
@@ -186,6 +192,7 @@ class Exporter:
             old.retire()
         self.config = config
         self.metrics.set_modules(config.modules)
+        self.status.keep(config.targets, config.modules)
 
     # -- probing ---------------------------------------------------------------------------
 
@@ -209,8 +216,8 @@ class Exporter:
             # rules judge the decoded value like any other.
             target = urllib.parse.unquote(target)
         if self.in_flight >= self.settings.max_concurrent:
-            return self._refuse(
-                "overload", f"more than {self.settings.max_concurrent} probes in flight"
+            return self.refuse(
+                "overload", f"more than {self.settings.max_concurrent} probes in flight", target
             )
         self.in_flight += 1
         self.metrics.in_flight.inc()
@@ -222,11 +229,9 @@ class Exporter:
                 ProbeRequest(target, module or DEFAULT_MODULE, budget, resolve), started=started
             )
         except BadRequest as exc:
-            return self._refuse("bad_request", str(exc))
+            return self.refuse("bad_request", str(exc), target)
         except TargetRefused as exc:
-            if exc.reason == "forbidden":
-                log.warning("target rejected: %s", exc, extra={"target": target[:256]})
-            return self._refuse(exc.reason, str(exc))
+            return self.refuse(exc.reason, str(exc), target)
         finally:
             self.in_flight -= 1
             self.metrics.in_flight.dec()
@@ -236,7 +241,8 @@ class Exporter:
         payload = renderer(result.families)
         # The history keeps the rendered body, not the families: one object instead of a probe's
         # thousands, freed now while they are still in the CPU's caches.
-        self.history.add(
+        ended = time.time()
+        record = self.history.add(
             result.target,
             result.module,
             result.success,
@@ -245,11 +251,27 @@ class Exporter:
             result.log,
             payload,
             result.settings,
+            result.reason,
+            ended,
+        )
+        self.status.probe_ended(
+            result.target,
+            result.module,
+            listed=result.target in config.targets,
+            success=result.success,
+            stage=result.stage,
+            reason=result.reason,
+            duration=result.duration,
+            probe_id=record.id if record else None,
+            at=ended,
         )
         return ProbeAnswer(None, "", payload, content_type, result.log, result.settings)
 
-    def _refuse(self, reason: str, message: str) -> ProbeAnswer:
+    def refuse(self, reason: str, message: str, target: str | None) -> ProbeAnswer:
+        """Counts a /probe request refused for `reason` (see ProbeAnswer), for the metrics and
+        the status page; `target` is the parameter as sent, if any."""
         self.metrics.rejected.labels(reason).inc()
+        self.status.refused(reason, target, message, time.time())
         return ProbeAnswer(reason, message)
 
     async def _resolve(
@@ -266,6 +288,8 @@ class Exporter:
         except TargetResolveError as exc:
             raise ResolveError(str(exc)) from None
         except TargetRejected as exc:
+            # The client gets the message; only the log tells what a name resolved to.
+            log.warning("target rejected: %s", exc.detail, extra={"target": target[:256]})
             raise TargetRefused("forbidden", str(exc)) from None
         except UnknownModule as exc:
             raise TargetRefused("bad_request", str(exc)) from None
@@ -292,12 +316,12 @@ class Exporter:
         if header is None:
             scrape = self.settings.default_scrape_timeout
         else:
-            try:
-                scrape = float(header)
-            except ValueError:
+            # ASCII decimals only: float() also takes " 5", "1_0", "٣" and "nan".
+            if _SECONDS.fullmatch(header) is None:
                 raise BadRequest(
                     f"X-Prometheus-Scrape-Timeout-Seconds is not a number: {header[:64]!r}"
-                ) from None
+                )
+            scrape = float(header)
             if not math.isfinite(scrape) or scrape <= 0:
                 raise BadRequest("X-Prometheus-Scrape-Timeout-Seconds must be positive")
         budget = scrape - self.settings.timeout_offset
