@@ -16,23 +16,19 @@ from aiohttp import web
 
 from . import __version__, logs, rpc_command
 from .config import ConfigError, load_config
+from .flags import DEFAULT_LISTEN, ENV_PREFIX, env_listen_addresses, split_listen_address
+from .flags import env_name as _env_name
 from .service import Exporter, Settings
 from .web import create_app
 from .webconfig import WebConfigError, WebConfigHolder, web_middleware
 
 log = logging.getLogger("probe_exporter")
 
-ENV_PREFIX = "KAMAILIO_EXPORTER_"
 # The cyclic GC runs once this many more container objects were made than freed. Probes make
 # and free thousands (replies, families) by reference counting alone; at Python's default of
 # 700 the GC ran every dozen probes, scanning the probes in flight, and took 15-20 % of the
 # exporter's CPU under load (bench/). Cycles left over still set it off at 5,000.
 GC_THRESHOLD = 5000
-DEFAULT_LISTEN = ":9494"
-
-
-def _env_name(flag: str) -> str:
-    return ENV_PREFIX + flag.lstrip("-").replace(".", "_").replace("-", "_").upper()
 
 
 def _positive_float(text: str) -> float:
@@ -161,8 +157,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.listen is None:
-        env = os.environ.get(_env_name("--web.listen-address"))
-        args.listen = [a.strip() for a in env.split(",") if a.strip()] if env else [DEFAULT_LISTEN]
+        args.listen = env_listen_addresses(os.environ.get(_env_name("--web.listen-address")))
     # Values from the environment arrive as strings: run them through the same checks.
     for name, convert in (
         ("timeout_offset", _non_negative_float),
@@ -180,16 +175,6 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
             except (ValueError, argparse.ArgumentTypeError) as exc:
                 parser.error(f"{_env_name('--' + name)}: {exc}")
     return args
-
-
-def split_listen_address(address: str) -> tuple[str | None, int]:
-    """`:9494` (every interface), `127.0.0.1:9494`, `[::1]:9494` -> (host, port)."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"bad listen address {address!r}: want [HOST]:PORT")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return host or None, int(port)
 
 
 async def serve(args: argparse.Namespace, longest_timeout: float) -> None:
