@@ -91,19 +91,28 @@ def serves_tls(web_config_file: Path) -> bool:
     return isinstance(document, dict) and bool(document.get("tls_server_config"))
 
 
+def check(url: str) -> int:
+    """0 when `url` answers 200 within TIMEOUT, else 1 (the reason goes to stderr)."""
+    try:
+        context = ssl._create_unverified_context()
+        with urllib.request.urlopen(url, timeout=TIMEOUT, context=context) as answer:
+            status = int(answer.status)
+    except OSError as exc:
+        print(f"unhealthy: {url}: {exc}", file=sys.stderr)
+        return 1
+    print(f"{url}: {status}")
+    return 0 if status == 200 else 1
+
+
 def main() -> int:
     found = find_exporter()
     flags, env, cwd = found if found else ([], dict(os.environ), Path.cwd())
     try:
         url = health_url(flags, env, cwd)
-        context = ssl._create_unverified_context()
-        with urllib.request.urlopen(url, timeout=TIMEOUT, context=context) as answer:
-            status = int(answer.status)
     except (OSError, ValueError) as exc:
         print(f"unhealthy: {exc}", file=sys.stderr)
         return 1
-    print(f"{url}: {status}")
-    return 0 if status == 200 else 1
+    return check(url)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ so that later runs reuse the base and the dependency layer (delete CACHE to star
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -179,10 +180,34 @@ def local_base(env: dict[str, str]) -> str:
     return name
 
 
+def context_digest(context: Path, files: Sequence[str], *inputs: str) -> str:
+    """sha256 of the build's inputs: the files the Dockerfile copies, build arguments, base."""
+    digest = hashlib.sha256("\0".join(inputs).encode())
+    for name in files:
+        paths = [context / name] if (context / name).is_file() else (context / name).rglob("*")
+        for path in sorted(p for p in paths if p.is_file() and "__pycache__" not in p.parts):
+            digest.update(str(path.relative_to(context)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def build_image(
     env: dict[str, str], context: Path, tag: str, base: str, build_args: dict[str, str]
-) -> None:
-    """Builds the Dockerfile in docker format (keeping its HEALTHCHECK) from the local base."""
+) -> bool:
+    """Builds the Dockerfile in docker format (keeping its HEALTHCHECK) from the local base.
+
+    Even with every layer cached, a vfs build copies whole file systems for a minute or two:
+    when nothing the build reads changed since the image in storage was built, it is kept
+    (False).
+    """
+    files = ["Dockerfile", "requirements.lock", "requirements-build.lock", "pyproject.toml"]
+    files += ["README.md", "LICENSE", "probe_exporter"]
+    exists = podman(env, "image", "exists", tag, check=False).returncode == 0
+    previous = image_id(env, tag) if exists else ""
+    inputs = [image_id(env, base), *(f"{k}={v}" for k, v in sorted(build_args.items()))]
+    digest = context_digest(context, files, *inputs)
+    stamp = CACHE / f"{tag.replace('/', '_').replace(':', '_')}.built"
+    if previous and stamp.exists() and stamp.read_text() == f"{digest} {previous}":
+        return False
     args = ["--build-arg", f"PYTHON_IMAGE={base}"]
     for key, value in build_args.items():
         args += ["--build-arg", f"{key}={value}"]
@@ -190,8 +215,6 @@ def build_image(
         args += ["--build-arg", f"PIP_INDEX_URL={os.environ['PIP_INDEX_URL']}"]
     if CA_BUNDLE.exists():
         args += ["--secret", f"id=ca,src={CA_BUNDLE}"]
-    exists = podman(env, "image", "exists", tag, check=False).returncode == 0
-    previous = image_id(env, tag) if exists else ""
     podman(
         env,
         "build",
@@ -209,6 +232,8 @@ def build_image(
     # remove it (not with `image prune`, which would drop the cached dependency layer too).
     if previous and previous != image_id(env, tag):
         podman(env, "rmi", previous, check=False)
+    stamp.write_text(f"{digest} {image_id(env, tag)}")
+    return True
 
 
 def image_id(env: dict[str, str], name: str) -> str:

@@ -50,14 +50,15 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 def image(env: dict[str, str]) -> str:
     started = time.monotonic()
     base = local_base(env)
-    build_image(
+    built = build_image(
         env,
         ROOT,
         TAG,
         base,
         {"VERSION": __version__, "REVISION": "test", "CREATED": "1970-01-01T00:00:00Z"},
     )
-    print(f"\nimage built in {time.monotonic() - started:.0f} s")
+    what = "built" if built else "unchanged since its last build, kept"
+    print(f"\nimage {what} in {time.monotonic() - started:.0f} s")
     return TAG
 
 
