@@ -116,8 +116,11 @@ def test_one_version_everywhere() -> None:
     assert pyproject["tool"]["setuptools"]["dynamic"]["version"] == {
         "attr": "probe_exporter.__version__"
     }
-    # The image takes VERSION as an argument (its build checks it against the package).
+    # The image takes VERSION as an argument, and its build fails when it is not the package's.
     assert ("ARG", "VERSION") in final_stage()
+    build = " ".join(args for keyword, args in instructions() if keyword == "RUN")
+    assert "print(probe_exporter.__version__)" in build
+    assert 'if [ "$built" != "$VERSION" ]; then' in build
     assert not re.search(r"\d+\.\d+\.\d+", " ".join(args for _, args in instructions()))
     chart = yaml.safe_load((ROOT / "helm/kamailio-probe-exporter/Chart.yaml").read_text())
     assert chart["appVersion"] == __version__

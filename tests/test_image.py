@@ -89,27 +89,6 @@ def test_version(env: dict[str, str], image: str) -> None:
     assert result.stdout.strip() == f"kamailio-probe-exporter {__version__}"
 
 
-def test_a_wrong_version_fails_the_build(env: dict[str, str], image: str) -> None:
-    # The dependency layers are cached by now: this only reruns the package step.
-    result = podman(
-        env,
-        "build",
-        "--format=docker",
-        "--pull=never",
-        "--network=host",  # chroot isolation allows no other; nothing is downloaded
-        "--build-arg",
-        f"PYTHON_IMAGE={local_base(env)}",
-        "--build-arg",
-        "VERSION=0.0.0-wrong",
-        "--target=build",
-        str(ROOT),
-        timeout=600,
-        check=False,
-    )
-    assert result.returncode != 0
-    assert f"--build-arg VERSION={__version__}" in result.stdout + result.stderr
-
-
 def test_config_check_of_the_example(env: dict[str, str], image: str) -> None:
     result = run(
         env,
