@@ -104,6 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
     flag("--log.level", dest="log_level", default="info", choices=sorted(logs.LEVELS))
     flag("--log.format", dest="log_format", default="logfmt", choices=("logfmt", "json"))
     flag(
+        "--log.prober",
+        dest="log_prober",
+        default="info",
+        choices=sorted(logs.LEVELS),
+        help="level from which probes' log lines go to the log, whatever --log.level",
+    )
+    flag(
         "--timeout-offset",
         dest="timeout_offset",
         type=_non_negative_float,
@@ -255,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["rpc"]:
         return rpc_command.main(argv[1:])
     args = parse_args(argv)
-    logs.configure(args.log_level, args.log_format)
+    logs.configure(args.log_level, args.log_format, args.log_prober)
     try:
         config = load_config(args.config_file)
         if args.web_config_file:
