@@ -25,6 +25,18 @@ PROBE_LOG = logging.getLogger(PROBE_LOGGER)
 _SOURCE = "(probe)"  # the records' file and function: every one comes from the probe
 # Per thread (in practice, the event loop's): the fields of a record no probe line changes.
 _TEMPLATES: dict[int, dict[str, Any]] = {}
+# Control characters as a str's repr writes them: a Kamailio's texts may hold any, and the
+# debug output is read in terminals.
+_ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))}
+
+
+# Long arguments are cut to half a message as they are logged: the message they make is then cut
+# again only when several are long, and their own markers say how much was left out.
+_ARGUMENT_LIMIT = MESSAGE_LIMIT // 2
+
+
+def _escaped(text: str) -> str:
+    return text if text.isprintable() else text.translate(_ESCAPES)
 
 
 class ProbeLogCapture(logging.Handler):
@@ -52,7 +64,7 @@ class ProbeLogCapture(logging.Handler):
     def lines(self) -> list[str]:
         return [
             f"{record.created - self._started:8.4f}s {record.levelname.lower():5} "
-            f"{cut(record.getMessage())}"
+            f"{cut(_escaped(record.getMessage()))}"
             for record in self.records
         ]
 
@@ -141,13 +153,15 @@ class ProbeLogger(logging.Logger):
 
 def _cut_arguments(record: logging.LogRecord) -> None:
     """Cuts long texts among the record's message and arguments before they are kept."""
-    if isinstance(record.msg, str) and len(record.msg) > MESSAGE_LIMIT:
-        record.msg = cut(record.msg)
+    if isinstance(record.msg, str) and len(record.msg) > _ARGUMENT_LIMIT:
+        record.msg = cut(_escaped(record.msg), _ARGUMENT_LIMIT)
     args = record.args
     if isinstance(args, tuple) and any(
-        isinstance(arg, str) and len(arg) > MESSAGE_LIMIT for arg in args
+        isinstance(arg, str) and len(arg) > _ARGUMENT_LIMIT for arg in args
     ):
-        record.args = tuple(cut(arg) if isinstance(arg, str) else arg for arg in args)
+        record.args = tuple(
+            cut(_escaped(arg), _ARGUMENT_LIMIT) if isinstance(arg, str) else arg for arg in args
+        )
 
 
 def probe_logger(target: str, module: str, started: float) -> ProbeLogger:

@@ -198,7 +198,7 @@ class _ReplyProtocol(asyncio.Protocol):
         # before it ever answered, whether the first request was sent yet or not.
         return (
             f"{self.address}: connection lost ({reason}) before the first reply"
-            " (Kamailio at its limit of 128 ctl connections, or shutting down?)"
+            " (Kamailio at its limit of 128 ctl connections, or shutting down? or not a ctl port?)"
         )
 
     def progress(self) -> str:
