@@ -239,6 +239,13 @@ def build_parser() -> _Parser:
         choices=("logfmt", "json"),
     )
     flag(
+        "--log.prober",
+        dest="log_prober",
+        default="info",
+        choices=sorted(logs.LEVELS),
+        help="level from which probes' log lines go to the log, whatever --log.level",
+    )
+    flag(
         "--timeout-offset",
         dest="timeout_offset",
         type=_non_negative_float,
@@ -473,7 +480,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["rpc"]:
         return rpc_command.main(argv[1:])
     args = parse_args(argv)
-    logs.configure(args.log_level, args.log_format)
+    logs.configure(args.log_level, args.log_format, args.log_prober)
     legacy = legacy_env_names(os.environ, socket.gethostname())
     if legacy:
         log.warning(

@@ -172,6 +172,7 @@ class ProbeResult:
     log: ProbeLogCapture
     settings: Callable[[], str]
     reason: str | None = None  # why the probe failed, in one line (its log's error)
+    failed: tuple[str, ...] = ()  # the collectors and HTTP sources that failed
 
 
 class _StageFailure(Exception):
@@ -266,6 +267,10 @@ class _ProbeRun:
                 reason = f"no complete answer within {self.timeout:.3f}s ({waited})"
                 plog.error("probe failed at stage timeout: %s", reason)
             duplicates = await self._merge_http(http_tasks)
+        except BaseException:
+            # Cancelled because the scraper went away: no result takes the log to the service.
+            plog.capture.forward()
+            raise
         finally:  # also when cancelled because the scraper went away
             for task in http_tasks.values():
                 if not task.done():
@@ -297,6 +302,7 @@ class _ProbeRun:
             plog.capture,
             resolved.settings if resolved else self._unresolved_settings,
             reason,
+            tuple(name for name, ok, _ in self.outcomes if not ok),
         )
 
     def _unresolved_settings(self) -> str:
@@ -378,7 +384,7 @@ class _ProbeRun:
             collector_replies = replies[first:last]
             more = collector.fallback(collector_replies, options) if collector.fallback else []
             if more:
-                plog.info(
+                plog.debug(
                     "collector %s: falling back to %d RPCs (%s)",
                     collector.name,
                     len(more),
@@ -457,7 +463,7 @@ class _ProbeRun:
             if invalid:
                 self.invalid[source] = invalid
             if dropped or invalid:
-                self.log.info(
+                self.log.debug(
                     "%s: dropped %d samples of names the exporter has or reserves or of repeated"
                     " series, and %d of invalid values",
                     source,

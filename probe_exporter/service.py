@@ -14,6 +14,7 @@ import math
 import re
 import time
 import urllib.parse
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -38,12 +39,13 @@ from .pool import ConnectionPool, PoolStats
 from .probe import (
     Prober,
     ProbeRequest,
+    ProbeResult,
     ProbeTarget,
     ResolveError,
     TargetRefused,
     expand_collectors,
 )
-from .probelog import ProbeLogCapture
+from .probelog import PROBE_LOG, ProbeLogCapture
 from .selfmetrics import SelfMetrics
 from .sources import redact_url
 from .status import StatusBoard
@@ -122,6 +124,7 @@ class Exporter:
         self.in_flight = 0
         self.draining = False
         self._reload_lock = asyncio.Lock()
+        self.failures = FailureLog()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -237,6 +240,7 @@ class Exporter:
             self.metrics.in_flight.dec()
 
         self.metrics.observe_probe(result.module, result.success, result.duration)
+        self.failures.forward(result)
         renderer, content_type = (render_text, "") if debug else negotiate(accept)
         payload = renderer(result.families)
         # The history keeps the rendered body, not the families: one object instead of a probe's
@@ -380,3 +384,56 @@ def settings_text(resolved: ResolvedTarget, timeout: float, source: str) -> str:
     if target.rtpengine_metrics_url:
         lines.append(f"rtpengine_metrics_url: {redact_url(target.rtpengine_metrics_url)}")
     return "\n".join(lines) + "\n"
+
+
+@dataclass(slots=True)
+class _Failing:
+    fault: tuple[str | None, frozenset[str]]  # the failed stage, and the collectors and sources
+    since: float  # time.time() of the first failed probe
+    probes: int  # failed probes since
+
+
+class FailureLog:
+    """Passes each probe's log on to the process log, reporting a failure once: when a target
+    starts failing (or fails otherwise), and when it works again; while it keeps failing the
+    same way, its lines go at debug. Keeps the failing (target, module) pairs, at most `limit`
+    (the oldest forgotten first: its next failure is reported again).
+    """
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self.limit = limit
+        self._failing: OrderedDict[tuple[str, str], _Failing] = OrderedDict()
+
+    def forward(self, result: ProbeResult) -> None:
+        key = (result.target, result.module)
+        before = self._failing.pop(key, None)
+        if result.success and not result.failed:
+            result.log.forward()
+            if before is not None:
+                stage, failed = before.fault
+                PROBE_LOG.info(
+                    "working again after %d failed probes in %s (%s)",
+                    before.probes,
+                    _duration(time.time() - before.since),
+                    f"failed at stage {stage}" if stage else "failed: " + ", ".join(sorted(failed)),
+                    extra={"target": result.target, "probe_module": result.module},
+                )
+            return
+        fault = (result.stage, frozenset(result.failed))
+        result.log.forward(quiet=before is not None and before.fault == fault)
+        if before is None:
+            before = _Failing(fault, time.time(), 0)
+        before.fault = fault
+        before.probes += 1
+        self._failing[key] = before
+        if len(self._failing) > self.limit:
+            self._failing.popitem(last=False)
+
+
+def _duration(seconds: float) -> str:
+    """A duration as Prometheus writes one: 45s, 3m20s, 2h5m."""
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours}h{minutes}m"
+    return f"{minutes}m{secs}s" if minutes else f"{secs}s"
