@@ -133,6 +133,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="recent probes kept for the landing page and /logs (0 disables)",
     )
     flag(
+        "--history.max-bytes",
+        dest="history_max_bytes",
+        type=_positive_int,
+        default=64 << 20,
+        help="rendered metrics kept in the history at most, in bytes; the oldest probes go "
+        "first (the newest is always kept)",
+    )
+    flag(
         "--pool.idle-ttl",
         dest="idle_ttl",
         type=_positive_float,
@@ -169,6 +177,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         ("default_scrape_timeout", _positive_float),
         ("max_concurrent", _positive_int),
         ("history_limit", _non_negative_int),
+        ("history_max_bytes", _positive_int),
         ("idle_ttl", _positive_float),
         ("max_connections", _positive_int),
         ("per_target", _positive_int),
@@ -204,6 +213,7 @@ async def serve(args: argparse.Namespace, longest_timeout: float) -> None:
         timeout_offset=args.timeout_offset,
         max_concurrent=args.max_concurrent,
         history_limit=args.history_limit,
+        history_max_bytes=args.history_max_bytes,
         default_scrape_timeout=args.default_scrape_timeout,
         pool_overrides=pool_overrides,
     )

@@ -33,6 +33,7 @@ from .config import (
 from .errors import ExporterError
 from .exposition import negotiate, render_text
 from .history import ProbeHistory
+from .limits import INLINE_SAMPLES, offload
 from .pool import ConnectionPool, PoolStats
 from .probe import (
     Prober,
@@ -57,6 +58,7 @@ class Settings:
     timeout_offset: float = 0.5
     max_concurrent: int = 256
     history_limit: int = 100
+    history_max_bytes: int = 64 << 20
     default_scrape_timeout: float = 10.0
     pool_overrides: Mapping[str, float | int] = field(default_factory=dict)
 
@@ -136,7 +138,7 @@ class Exporter:
             http,
             pool,
             Prober(pool, http),
-            ProbeHistory(settings.history_limit),
+            ProbeHistory(settings.history_limit, settings.history_max_bytes),
             metrics,
         )
         metrics.reload_success.set(1)
@@ -231,7 +233,10 @@ class Exporter:
 
         self.metrics.observe_probe(result.module, result.success, result.duration)
         renderer, content_type = (render_text, "") if debug else negotiate(accept)
-        payload = renderer(result.families)
+        if sum(len(family.samples) for family in result.families) > INLINE_SAMPLES:
+            payload = await offload(renderer, result.families)
+        else:
+            payload = renderer(result.families)
         # The history keeps the rendered body, not the families: one object instead of a probe's
         # thousands, freed now while they are still in the CPU's caches.
         self.history.add(
@@ -282,6 +287,7 @@ class Exporter:
             timeout=timeout,
             settings=functools.partial(settings_text, resolved, timeout, source),
             http_sources={name: url for name, url in sources if url},
+            listed=resolved.rule is None,
         )
 
     def probe_timeout(self, configured: float, header: str | None) -> tuple[float, str]:

@@ -37,7 +37,7 @@ DEBUG_SAYS = {
     Behaviour.CLOSE_MID_REPLY: r"connection lost \(closed by the server\) with 0 of \d+ "
     r"replies and [1-9]\d* bytes of the next received",
     Behaviour.GARBAGE: r"bad magic byte 0x48 \(expected 0xA1\)",
-    Behaviour.HUGE_LENGTH: r"packet of 2147483658 bytes exceeds the limit of 1048576 bytes",
+    Behaviour.HUGE_LENGTH: r"reply of 2147483658 bytes exceeds max_reply_bytes 1048576",
     Behaviour.WRONG_COOKIE: r"reply cookie 0x[0-9a-f]+ does not match request cookie",
     Behaviour.DRIBBLE: r"no complete answer within 0\.500s \(0 of \d+ replies and "
     r"[1-9]\d* bytes of the next received\)",
