@@ -120,12 +120,11 @@ def _healthy_reply(packet: Packet, replies: Mapping[str, Answer]) -> bytes:
     method = values[0] if values else None
     if method == "system.listMethods":
         return encode_reply(list(dict.fromkeys(key.split()[0] for key in replies)), packet.cookie)
-    answer = (
-        replies.get(f"{method} {values[1]}")
-        if len(values) > 1 and isinstance(values[1], str)
-        else None
-    )
-    if answer is None and isinstance(method, str):
+    if not isinstance(method, str):
+        return encode_fault(400, "no method name", packet.cookie)
+    param = values[1] if len(values) > 1 else None
+    answer = replies.get(f"{method} {param}") if isinstance(param, str) else None
+    if answer is None:
         answer = replies.get(method)
     if isinstance(answer, bytes):
         return _with_header(answer, packet.cookie)

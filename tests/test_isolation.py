@@ -1,0 +1,238 @@
+"""One target must not stall the others: the exporter as deployed (its real command) against fake
+Kamailios that send what a real one never would.
+
+- Replies are bounded per RPC, per probe, in decoded values, and the output in samples; a probe
+  over a limit ends with up 0 at stage `limit`, naming the limit, within its deadline, while a
+  healthy target's probes keep theirs.
+- The history is bounded in bytes as well as in probes.
+
+Every figure measured is printed (pytest -s shows them); loops are bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from helpers import ExporterProcess, value
+from hostile_binrpc import Behaviour, HostileServer, Listener, reply_body
+
+from probe_exporter.binrpc.codec import Fault, Struct
+from probe_exporter.collectors.stats import KNOWN_GROUPS
+from probe_exporter.limits import DEFAULT_LIMITS
+
+HOSTILE_TIMEOUT = 2.5
+HEALTHY_TIMEOUT = 1.5
+SLACK = 1.0  # a deadline bound, not a speed claim: the machine is shared
+HISTORY_MAX_BYTES = 8 << 20
+BIG_PROBES = 12
+ATTACK_ROUNDS = 3  # probes of each hostile target, run side by side
+HEALTHY_PROBES = 12
+
+# The sixteen methods of the collectors of the default module (one RPC each).
+SIXTEEN = (
+    "stats.fetch",
+    "pkg.stats",
+    "core.tcp_info",
+    "core.uptime",
+    "core.version",
+    "core.info",
+    "core.shmmem",
+    "tm.stats",
+    "sl.stats",
+    "rtpengine.show",
+    "dispatcher.list",
+    "dlg.stats_active",
+    "htable.stats",
+    "tls.info",
+    "dmq.list_nodes",
+    "uac.reg_dump",
+)
+
+
+def empty_arrays(body_bytes: int) -> bytes:
+    """A reply body of one ARRAY of empty ARRAYs: two bytes each on the wire."""
+    return reply_body([[[] for _ in range((body_bytes - 2) // 2)]])
+
+
+def unique_stats(count: int, group: str = "hostile") -> bytes:
+    """A stats.fetch reply of `count` statistics, each of a name never seen before."""
+    return reply_body([Struct((f"{group}.s{i}", "1") for i in range(count))])
+
+
+ALMOST_A_MIB = DEFAULT_LIMITS.max_reply_bytes - 64
+
+# name -> (the fake's answers, the reason the probe must give)
+ATTACKS: dict[str, tuple[dict[str, list[object] | bytes | Fault], str]] = {
+    # sixteen replies just under max_reply_bytes: 16 MiB in all
+    "sixteen": (
+        dict.fromkeys(SIXTEEN, empty_arrays(ALMOST_A_MIB)),
+        r"replies of more than \d+ bytes exceed max_probe_bytes 4194304",
+    ),
+    # two such replies: within max_probe_bytes, but a million values
+    "values": (
+        dict.fromkeys(SIXTEEN[:2], empty_arrays(ALMOST_A_MIB)),
+        r"replies of more than 100000 values exceed max_values 100000",
+    ),
+    # stats.fetch all overflows: per-group fetches of statistics the probe has never seen
+    "fallback": (
+        {
+            "stats.fetch all": Fault(500, "too many statistics"),
+            **{f"stats.fetch {group}:": unique_stats(30_000, group) for group in KNOWN_GROUPS},
+        },
+        r"replies of more than \d+ bytes exceed max_probe_bytes 4194304|"
+        r"replies of more than 100000 values exceed max_values 100000",
+    ),
+    # within every limit on the replies, but more samples out than max_samples
+    "samples": (
+        {"stats.fetch": unique_stats(25_000)},
+        r"\d+ samples exceed max_samples 20000",
+    ),
+    # one reply longer than max_reply_bytes
+    "oversized": (
+        {"stats.fetch": empty_arrays(DEFAULT_LIMITS.max_reply_bytes + 16)},
+        r"reply of \d+ bytes exceeds max_reply_bytes 1048576",
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def fakes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostileServer]:
+    server = HostileServer(tmp_path_factory.mktemp("fakes"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def attackers(fakes: HostileServer) -> dict[str, Listener]:
+    return {
+        name: fakes.listen(Behaviour.SCRIPTED, replies=replies)
+        for name, (replies, _) in ATTACKS.items()
+    }
+
+
+@pytest.fixture(scope="module")
+def healthy(fakes: HostileServer) -> Listener:
+    """A small, well-formed Kamailio: a few statistics and the core RPCs."""
+    return fakes.listen(
+        Behaviour.SCRIPTED,
+        replies={
+            "stats.fetch": [Struct((f"core.s{i}", str(i)) for i in range(200))],
+            "core.uptime": [Struct([("now", 1), ("up_since", 1), ("uptime", 1)])],
+        },
+    )
+
+
+@pytest.fixture(scope="module")
+def big(fakes: HostileServer) -> Listener:
+    """A Kamailio within every limit whose output is large: 15,000 statistics."""
+    return fakes.listen(Behaviour.SCRIPTED, replies={"stats.fetch": unique_stats(15_000, "big")})
+
+
+@pytest.fixture(scope="module")
+def exporter(
+    attackers: dict[str, Listener],
+    healthy: Listener,
+    big: Listener,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ExporterProcess]:
+    workdir = tmp_path_factory.mktemp("isolation")
+    listed = "".join(
+        f'[[targets]]\nname = "{name}"\naddress = "{listener.address}"\n'
+        f"timeout = {HOSTILE_TIMEOUT}\n\n"
+        for name, listener in attackers.items()
+    )
+    config = workdir / "targets.toml"
+    config.write_text(
+        f'[[targets]]\nname = "healthy"\naddress = "{healthy.address}"\n'
+        f"timeout = {HEALTHY_TIMEOUT}\n\n"
+        f'[[targets]]\nname = "big"\naddress = "{big.address}"\ntimeout = {HOSTILE_TIMEOUT}\n\n'
+        f"{listed}"
+    )
+    process = ExporterProcess(
+        config, "--history.limit", "100", "--history.max-bytes", str(HISTORY_MAX_BYTES)
+    )
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def probe(exporter: ExporterProcess, target: str, **params: str) -> tuple[str, float]:
+    started = time.monotonic()
+    status, _, body = exporter.get("/probe", target=target, **params)
+    assert status == 200, body
+    return body, time.monotonic() - started
+
+
+def test_a_hostile_target_is_stopped_at_a_limit_while_a_healthy_one_keeps_its_deadline(
+    exporter: ExporterProcess,
+) -> None:
+    probe(exporter, "healthy")  # connected and its methods learnt
+    rss_before = exporter.rss_kib()
+    hostile: dict[str, list[tuple[str, float]]] = {name: [] for name in ATTACKS}
+    errors: list[BaseException] = []
+
+    def attack(name: str) -> None:
+        try:
+            for _ in range(ATTACK_ROUNDS):
+                hostile[name].append(probe(exporter, name, debug="true"))
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=attack, args=(name,)) for name in ATTACKS]
+    for thread in threads:
+        thread.start()
+    latencies = []
+    while any(thread.is_alive() for thread in threads) and len(latencies) < HEALTHY_PROBES:
+        body, elapsed = probe(exporter, "healthy")
+        assert value(body, "kamailio_up") == 1.0, body
+        latencies.append(elapsed)
+    for thread in threads:
+        thread.join(60)
+    assert not errors, errors
+    rss_after = exporter.rss_kib()
+
+    for name, (_, reason) in ATTACKS.items():
+        durations = [elapsed for _, elapsed in hostile[name]]
+        print(f"{name}: hostile probes took {', '.join(f'{d:.2f}' for d in durations)} s")
+        for body, elapsed in hostile[name]:
+            assert "kamailio_up 0.0" in body, body[-2000:]
+            assert 'kamailio_probe_failure_info{stage="limit"} 1.0' in body, body[-2000:]
+            assert re.search(reason, body), body[:2000]
+            assert elapsed < HOSTILE_TIMEOUT + SLACK
+    print(
+        f"healthy probes during the attack ({len(latencies)}): "
+        f"max {max(latencies):.3f} s, median {sorted(latencies)[len(latencies) // 2]:.3f} s; "
+        f"RSS {rss_before // 1024} -> {rss_after // 1024} MiB"
+    )
+    assert len(latencies) >= 3  # the attack lasted long enough to overlap them
+    assert max(latencies) < HEALTHY_TIMEOUT + SLACK
+
+
+def test_the_history_is_bounded_in_bytes(exporter: ExporterProcess) -> None:
+    """Each probe of `big` keeps about 2 MiB of rendered metrics: 8 MiB of history hold four,
+    however many --history.limit allows; the newest is always there."""
+    rss_before = exporter.rss_kib()
+    for _ in range(BIG_PROBES):
+        body, _ = probe(exporter, "big")
+        assert value(body, "kamailio_up") == 1.0, body[-1000:]
+    size = len(body)
+    rss_after = exporter.rss_kib()
+    status, _, page = exporter.get("/")
+    assert status == 200
+    ids = [int(i) for i in re.findall(r'href="logs\?id=(\d+)"', page)]
+    kept = [i for i in ids if exporter.get("/logs", id=str(i))[0] == 200]
+    kept_big = [i for i in kept if "target: big" in exporter.get("/logs", id=str(i))[2]]
+    print(
+        f"history: {BIG_PROBES} probes of {size / 2**20:.1f} MiB each, {len(kept_big)} kept; "
+        f"RSS {rss_before // 1024} -> {rss_after // 1024} MiB"
+    )
+    assert kept_big, "the newest probe is always kept"
+    assert len(kept_big) * size <= HISTORY_MAX_BYTES
+    assert len(kept_big) < BIG_PROBES  # the count limit (100) alone would keep them all
