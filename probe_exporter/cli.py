@@ -260,6 +260,16 @@ async def serve(args: argparse.Namespace, longest_timeout: float) -> None:
     await runner.cleanup()
 
 
+def _print_issues(args: argparse.Namespace, exc: Exception) -> None:
+    """`--config.check`: every error of the file, one a line, on stdout."""
+    issues = getattr(exc, "issues", ())
+    source = args.web_config_file if isinstance(exc, WebConfigError) else args.config_file
+    for issue in issues:
+        print(f"{source}: error: {issue}")
+    if not issues:
+        print(f"error: {exc}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["rpc"]:
@@ -274,8 +284,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             split_listen_address(address)
     except (ConfigError, WebConfigError, OSError, ValueError) as exc:
         log.error("invalid configuration: %s", exc, extra={"config": args.config_file})
+        if args.config_check:
+            _print_issues(args, exc)
         return 1
     if args.config_check:
+        for warning in config.warnings:
+            print(f"{args.config_file}: warning: {warning}")
         print(
             f"{args.config_file}: ok ({len(config.targets)} targets, "
             f"{len(config.allow)} allow rules, {len(config.modules)} modules)"

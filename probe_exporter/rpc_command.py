@@ -6,12 +6,14 @@ present, else lists of [name, value] pairs (dispatcher.list repeats DEST); sever
 values become a JSON list, a single one is printed as itself, none as null.
 
 Exit status: 0 reply, 1 FAULT (`fault CODE: MESSAGE` on stderr), 2 bad usage or address,
-connection failure, timeout or malformed reply.
+connection failure, timeout or malformed reply, 141 stdout closed before the reply was printed
+(`... | head`; what a shell reports for a command ended by SIGPIPE), quietly.
 """
 
 import argparse
 import asyncio
 import json
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -20,9 +22,10 @@ from .binrpc.address import AddressError, parse_address
 from .binrpc.client import connect
 from .binrpc.codec import INT32_MAX, INT32_MIN, BinRpcError, Fault, Param, Struct, Value
 
-__all__ = ["main", "parse_params", "to_json"]
+__all__ = ["EXIT_STDOUT_CLOSED", "main", "parse_params", "to_json"]
 
 DEFAULT_TIMEOUT = 5.0
+EXIT_STDOUT_CLOSED = 141
 _INT = re.compile(r"[+-]?[0-9]+")
 
 EPILOG = """\
@@ -143,6 +146,12 @@ def main(argv: list[str]) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     output = to_json(values[0]) if len(values) == 1 else [to_json(v) for v in values] or None
-    json.dump(output, sys.stdout, indent=2, ensure_ascii=False)
-    sys.stdout.write("\n")
+    try:
+        json.dump(output, sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away: what is still buffered must not fail again at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_STDOUT_CLOSED
     return 0

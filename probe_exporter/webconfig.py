@@ -1,38 +1,23 @@
-"""The web config file (`--web.config.file`) in the Prometheus exporter-toolkit format.
+"""Serving the web config (`--web.config.file`): reloads, basic auth and TLS handshakes.
 
-Supported keys (unknown keys are errors, as in the toolkit's strict YAML decoding):
+The file's format and validation are in config/web_config.py (WebConfig, TLSSettings and
+WebConfigError are importable from here as well).
 
-    tls_server_config:
-      cert_file, key_file            server certificate chain and key (PEM); both required
-      client_auth_type               NoClientCert (default), VerifyClientCertIfGiven or
-                                     RequireAndVerifyClientCert (mTLS)
-      client_ca_file, client_ca      CA certificates for client certificates (file, or PEM text)
-      min_version, max_version       TLS10, TLS11, TLS12 (min default), TLS13
-      cipher_suites                  Go's names of TLS 1.2 suites, such as
-                                     TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 (TLS 1.3 suites
-                                     are always enabled, as in Go)
-      prefer_server_cipher_suites    default true
-    http_server_config:
-      http2                          accepted for compatibility; this server speaks HTTP/1.1
-      headers                        added to every response; the toolkit's set of headers:
-                                     Strict-Transport-Security, X-Content-Type-Options (nosniff),
-                                     X-Frame-Options (deny|sameorigin), X-XSS-Protection,
-                                     Content-Security-Policy
-    basic_auth_users:                user name -> bcrypt hash ($2a$, $2b$ or $2y$)
-
-Keys of the toolkit that cannot be honoured exactly here are errors rather than silently
-ignored: inline `cert`/`key`, `client_allowed_sans`, `curve_preferences`, `rate_limit`, and the
-client auth types RequestClientCert and RequireAnyClientCert (Python's ssl module cannot ask
-for a client certificate without verifying it). Relative file names are relative to the web
-config file's directory.
-
-Unlike the toolkit, the health endpoints (`/-/healthy`, `/-/ready`) stay open when basic auth is
-on, so that Kubernetes probes need no credentials; `web_middleware` takes the exempt set.
+Unlike the exporter-toolkit, the health endpoints (`/-/healthy`, `/-/ready`) stay open when
+basic auth is on, so that Kubernetes probes need no credentials; `web_middleware` takes the
+exempt set.
 
 The file, and the certificate, key and CA files it names, are checked for changes at most once a
 second (on requests and on TLS handshakes): certificate and password rotation needs no restart.
 A changed file that does not load keeps the previous config in force. Turning TLS on or off
 needs a restart. Passwords and hashes are never logged or put in error messages.
+
+Basic auth resists floods and timing: a password that matched is remembered (as a keyed MAC),
+so a client that knows it never waits for bcrypt again; bcrypt checks run one at a time, each
+client address may have only a few waiting (a flood from one address is refused at once
+without delaying others), identical credentials in flight share one check, and an unknown user
+is checked against a dummy hash of the users' cost, so the answer takes as long as for a known
+one.
 """
 
 from __future__ import annotations
@@ -44,20 +29,17 @@ import hashlib
 import hmac
 import logging
 import os
-import re
 import secrets
 import ssl
 import time
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any
 
 import bcrypt
-import yaml
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
+
+from .config.web_config import TLSSettings, WebConfig, WebConfigError
 
 __all__ = [
     "DEFAULT_AUTH_EXEMPT",
@@ -72,187 +54,14 @@ log = logging.getLogger(__name__)
 
 DEFAULT_AUTH_EXEMPT: frozenset[str] = frozenset({"/-/healthy", "/-/ready"})
 DEFAULT_CHECK_INTERVAL = 1.0
-
-_CLIENT_AUTH_TYPES: Mapping[str, ssl.VerifyMode] = {
-    "NoClientCert": ssl.CERT_NONE,
-    "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
-    "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
-}
-_UNVERIFIED_CLIENT_AUTH_TYPES = frozenset(
-    {"RequestClientCert", "RequireAnyClientCert", "RequireClientCert"}
-)
-_TLS_VERSIONS: Mapping[str, ssl.TLSVersion] = {
-    "TLS10": ssl.TLSVersion.TLSv1,
-    "TLS11": ssl.TLSVersion.TLSv1_1,
-    "TLS12": ssl.TLSVersion.TLSv1_2,
-    "TLS13": ssl.TLSVersion.TLSv1_3,
-}
-# Go's crypto/tls names (tls.CipherSuites()) -> OpenSSL names. None: a TLS 1.3 suite, which
-# neither Go nor OpenSSL lets a server switch off.
-_CIPHER_SUITES: Mapping[str, str | None] = {
-    "TLS_RSA_WITH_AES_128_CBC_SHA": "AES128-SHA",
-    "TLS_RSA_WITH_AES_256_CBC_SHA": "AES256-SHA",
-    "TLS_RSA_WITH_AES_128_GCM_SHA256": "AES128-GCM-SHA256",
-    "TLS_RSA_WITH_AES_256_GCM_SHA384": "AES256-GCM-SHA384",
-    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA": "ECDHE-ECDSA-AES128-SHA",
-    "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA": "ECDHE-ECDSA-AES256-SHA",
-    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA": "ECDHE-RSA-AES128-SHA",
-    "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA": "ECDHE-RSA-AES256-SHA",
-    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256": "ECDHE-ECDSA-AES128-GCM-SHA256",
-    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384": "ECDHE-ECDSA-AES256-GCM-SHA384",
-    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256": "ECDHE-RSA-AES128-GCM-SHA256",
-    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384": "ECDHE-RSA-AES256-GCM-SHA384",
-    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-ECDSA-CHACHA20-POLY1305",
-    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-RSA-CHACHA20-POLY1305",
-    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305": "ECDHE-ECDSA-CHACHA20-POLY1305",
-    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305": "ECDHE-RSA-CHACHA20-POLY1305",
-    "TLS_AES_128_GCM_SHA256": None,
-    "TLS_AES_256_GCM_SHA384": None,
-    "TLS_CHACHA20_POLY1305_SHA256": None,
-}
-# The toolkit's allowed headers, with the values allowed where it restricts them.
-_HEADERS: Mapping[str, frozenset[str] | None] = {
-    "Strict-Transport-Security": None,
-    "X-Content-Type-Options": frozenset({"nosniff"}),
-    "X-Frame-Options": frozenset({"deny", "sameorigin"}),
-    "X-XSS-Protection": None,
-    "Content-Security-Policy": None,
-}
-_UNSUPPORTED_TLS_KEYS: Mapping[str, str] = {
-    "cert": "use cert_file",
-    "key": "use key_file",
-    "client_allowed_sans": "restrict clients with client_ca_file instead",
-    "curve_preferences": "Python's ssl module cannot set a curve list",
-}
-_BCRYPT_HASH = re.compile(r"\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}")
 # bcrypt reads at most 72 bytes of a password; longer ones are cut as Go and htpasswd do.
 _BCRYPT_MAX_PASSWORD = 72
-# Checks waiting for bcrypt at most (each costs tens of ms of CPU, one at a time).
-_MAX_BCRYPT_WAITING = 16
-# Checked when the user name is unknown, so that the answer takes as long as for a known one.
-_DUMMY_HASH = b"$2b$10$X9PiPSe7okIH4T/taYQiO.hM2dANjAa1MwDM8S2qYAfZlesmrUO6i"
-
-
-class WebConfigError(ValueError):
-    """The web config file is invalid; the message names the key (never a secret)."""
-
-
-@dataclass(frozen=True, slots=True)
-class TLSSettings:
-    """`tls_server_config`, with file names made absolute."""
-
-    cert_file: str
-    key_file: str
-    client_auth_type: str = "NoClientCert"
-    client_ca_file: str | None = None
-    client_ca: str | None = None
-    min_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2
-    max_version: ssl.TLSVersion | None = None
-    cipher_suites: tuple[str, ...] = ()  # OpenSSL names
-    prefer_server_cipher_suites: bool = True
-
-    @property
-    def files(self) -> tuple[str, ...]:
-        """The files this config reads, watched for changes."""
-        names = (self.cert_file, self.key_file, self.client_ca_file)
-        return tuple(name for name in names if name is not None)
-
-    def new_context(self) -> ssl.SSLContext:
-        """A server context with the certificate, key and client CAs loaded."""
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.apply_connection_settings(context)
-        if self.cipher_suites:
-            try:
-                context.set_ciphers(":".join(self.cipher_suites))
-            except ssl.SSLError:
-                raise WebConfigError(
-                    "tls_server_config.cipher_suites: none of the suites is available"
-                ) from None
-        try:
-            context.load_cert_chain(self.cert_file, self.key_file)
-        except (OSError, ssl.SSLError) as exc:
-            raise WebConfigError(
-                f"tls_server_config: cannot load cert_file {self.cert_file} with key_file "
-                f"{self.key_file}: {_reason(exc)}"
-            ) from None
-        try:
-            if self.client_ca_file is not None:
-                context.load_verify_locations(cafile=self.client_ca_file)
-            if self.client_ca is not None:
-                context.load_verify_locations(cadata=self.client_ca)
-        except (OSError, ssl.SSLError) as exc:
-            raise WebConfigError(
-                f"tls_server_config: cannot load the client CA certificates: {_reason(exc)}"
-            ) from None
-        return context
-
-    def apply_connection_settings(self, context: ssl.SSLContext) -> None:
-        """Settings that OpenSSL copies into each connection when it is accepted."""
-        context.verify_mode = _CLIENT_AUTH_TYPES[self.client_auth_type]
-        context.minimum_version = self.min_version
-        context.maximum_version = self.max_version or ssl.TLSVersion.MAXIMUM_SUPPORTED
-        if self.prefer_server_cipher_suites:
-            context.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
-        else:
-            context.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
-
-
-@dataclass(frozen=True, slots=True)
-class WebConfig:
-    """A parsed web config file. The default (no file) means plain HTTP without auth."""
-
-    tls: TLSSettings | None = None
-    headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-    basic_auth_users: Mapping[str, bytes] = field(
-        default_factory=lambda: MappingProxyType({}), repr=False
-    )
-    http2: bool = True
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> WebConfig:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise WebConfigError(f"{os.fspath(path)}: cannot read: {_reason(exc)}") from None
-        try:
-            return cls.parse(text, base_dir=Path(path).parent)
-        except WebConfigError as exc:
-            raise WebConfigError(f"{os.fspath(path)}: {exc}") from None
-
-    @classmethod
-    def parse(cls, text: str, base_dir: str | os.PathLike[str] = ".") -> WebConfig:
-        try:
-            document = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader
-        except yaml.MarkedYAMLError as exc:
-            # The parser's own message quotes the offending line, which may hold a hash.
-            mark = exc.problem_mark
-            where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-            raise WebConfigError(f"{where}{exc.problem}") from None
-        except yaml.YAMLError:
-            raise WebConfigError("not valid YAML") from None
-        top = _mapping(document, "")
-        _check_keys(
-            top,
-            ("tls_server_config", "http_server_config", "basic_auth_users"),
-            "",
-            {"rate_limit": "not implemented by this exporter"},
-        )
-        http = _mapping(top.get("http_server_config"), "http_server_config")
-        _check_keys(http, ("http2", "headers"), "http_server_config")
-        return cls(
-            tls=_parse_tls(top.get("tls_server_config"), Path(base_dir)),
-            headers=MappingProxyType(_parse_headers(http.get("headers"))),
-            basic_auth_users=MappingProxyType(_parse_users(top.get("basic_auth_users"))),
-            http2=_bool(http.get("http2", True), "http_server_config.http2"),
-        )
-
-    @property
-    def files(self) -> tuple[str, ...]:
-        return self.tls.files if self.tls is not None else ()
-
-    def ssl_context(self) -> ssl.SSLContext | None:
-        """A new server context, or None for plain HTTP."""
-        return self.tls.new_context() if self.tls is not None else None
+# bcrypt checks (tens to hundreds of ms of CPU each, one at a time) waiting at most, per client
+# address and in all: beyond them a check is refused at once rather than queued.
+_MAX_BCRYPT_PER_CLIENT = 2
+_MAX_BCRYPT_WAITING = 64
+# The cost of the dummy hash when no user is configured.
+_DEFAULT_BCRYPT_COST = 10
 
 
 _Signature = tuple[tuple[int, int, int] | None, ...]
@@ -282,9 +91,8 @@ class WebConfigHolder:
         # user -> (stored hash, MAC of the password that matched it): one bcrypt per password.
         self._verified: dict[str, tuple[bytes, bytes]] = {}
         self._mac_key = secrets.token_bytes(32)
-        # bcrypt is CPU-bound: one at a time, off the event loop.
-        self._bcrypt_lock = asyncio.Lock()
-        self._bcrypt_waiting = 0
+        self._dummy_hash = _dummy_hash(self._config.basic_auth_users)
+        self._checks = _BcryptChecks()
 
     @property
     def config(self) -> WebConfig:
@@ -315,6 +123,7 @@ class WebConfigHolder:
         self._verified = {
             user: entry for user, entry in self._verified.items() if user in config.basic_auth_users
         }
+        self._dummy_hash = _dummy_hash(config.basic_auth_users)
         if context is not None:
             self._tls_context = context
             if self._server_context is not None and config.tls is not None:
@@ -335,8 +144,9 @@ class WebConfigHolder:
             self._server_context.sni_callback = self._on_client_hello
         return self._server_context
 
-    async def check_basic_auth(self, authorization: str | None) -> bool:
-        """Checks an Authorization header against `basic_auth_users`."""
+    async def check_basic_auth(self, authorization: str | None, client: str = "") -> bool:
+        """Checks an Authorization header against `basic_auth_users`; `client` is the peer's
+        address, whose bcrypt checks are bounded."""
         credentials = _parse_basic_credentials(authorization)
         if credentials is None:
             return False
@@ -351,18 +161,9 @@ class WebConfigHolder:
                 and hmac.compare_digest(cached[1], mac)
             ):
                 return True
-        if self._bcrypt_waiting >= _MAX_BCRYPT_WAITING:
-            # A flood of unknown credentials is refused at once rather than queued.
-            return False
-        self._bcrypt_waiting += 1
-        try:
-            async with self._bcrypt_lock:
-                matches = await asyncio.get_running_loop().run_in_executor(
-                    None, bcrypt.checkpw, password[:_BCRYPT_MAX_PASSWORD], stored or _DUMMY_HASH
-                )
-        finally:
-            self._bcrypt_waiting -= 1
-        if matches and stored is not None:
+        hashed = stored if stored is not None else self._dummy_hash
+        matches = await self._checks.check(client, (user, hashed, mac), password, hashed)
+        if matches and stored is not None and self._config.basic_auth_users.get(user) == stored:
             self._verified[user] = (stored, mac)
             return True
         return False
@@ -409,7 +210,7 @@ def web_middleware(
         config = holder.config
         if config.basic_auth_users and not _is_exempt(request, exempt):
             authorization = request.headers.get(hdrs.AUTHORIZATION)
-            if not await holder.check_basic_auth(authorization):
+            if not await holder.check_basic_auth(authorization, request.remote or ""):
                 denied = web.Response(
                     status=401, text="Unauthorized\n", headers={hdrs.WWW_AUTHENTICATE: "Basic"}
                 )
@@ -460,208 +261,55 @@ def _stat(name: str | os.PathLike[str]) -> tuple[int, int, int] | None:
     return st.st_mtime_ns, st.st_size, st.st_ino
 
 
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return str(exc) or type(exc).__name__
+class _BcryptChecks:
+    """bcrypt checks, one at a time off the event loop, bounded per client address.
 
+    A check runs as a task of its own: a client that goes away does not free its place
+    before the work is done, and requests with identical credentials await the same task.
+    """
 
-class _StrictLoader(yaml.SafeLoader):
-    """A safe loader that, like Go's strict decoder, rejects a key given twice."""
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()  # FIFO: a waiting check is served in turn
+        self._per_client: dict[str, int] = {}
+        self._waiting = 0
+        self._in_flight: dict[tuple[str, bytes, bytes], asyncio.Task[bool]] = {}
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            try:
-                duplicate = key in seen
-            except TypeError:
-                continue  # unhashable: SafeLoader reports it
-            if duplicate:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} given twice", key_node.start_mark
+    async def check(
+        self, client: str, key: tuple[str, bytes, bytes], password: bytes, hashed: bytes
+    ) -> bool:
+        task = self._in_flight.get(key)
+        if task is None:
+            if (
+                self._per_client.get(client, 0) >= _MAX_BCRYPT_PER_CLIENT
+                or self._waiting >= _MAX_BCRYPT_WAITING
+            ):
+                return False  # refused at once: this client (or everyone) has enough waiting
+            self._per_client[client] = self._per_client.get(client, 0) + 1
+            self._waiting += 1
+            task = asyncio.create_task(self._run(client, key, password, hashed))
+            self._in_flight[key] = task
+        return await asyncio.shield(task)
+
+    async def _run(
+        self, client: str, key: tuple[str, bytes, bytes], password: bytes, hashed: bytes
+    ) -> bool:
+        try:
+            async with self._lock:
+                return await asyncio.get_running_loop().run_in_executor(
+                    None, bcrypt.checkpw, password[:_BCRYPT_MAX_PASSWORD], hashed
                 )
-            seen.add(key)
-        return super().construct_mapping(node, deep)
+        finally:
+            self._waiting -= 1
+            left = self._per_client.pop(client) - 1
+            if left:
+                self._per_client[client] = left
+            del self._in_flight[key]
 
 
-def _kind(value: object) -> str:
-    if value is None:
-        return "nothing"
-    names = {
-        bool: "a boolean",
-        int: "an integer",
-        float: "a number",
-        str: "a string",
-        list: "a list",
-        dict: "a mapping",
-    }
-    return names.get(type(value), type(value).__name__)
-
-
-def _key(where: str, key: str) -> str:
-    return f"{where}.{key}" if where else key
-
-
-def _mapping(value: object, where: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise WebConfigError(f"{where or 'the file'}: expected a mapping, got {_kind(value)}")
-    for key in value:
-        if not isinstance(key, str):
-            raise WebConfigError(
-                f"{where or 'the file'}: keys must be strings, got {_kind(key)} (quote it)"
-            )
-    return value
-
-
-def _check_keys(
-    table: Mapping[str, Any],
-    known: Collection[str],
-    where: str,
-    unsupported: Mapping[str, str] | None = None,
-) -> None:
-    for key in table:
-        if unsupported and key in unsupported:
-            raise WebConfigError(f"{_key(where, key)}: not supported ({unsupported[key]})")
-        if key not in known:
-            raise WebConfigError(f"{_key(where, key)}: unknown key")
-
-
-def _string(value: object, where: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise WebConfigError(f"{where}: expected a non-empty string, got {_kind(value)}")
-    return value
-
-
-def _bool(value: object, where: str) -> bool:
-    if not isinstance(value, bool):
-        raise WebConfigError(f"{where}: expected true or false, got {_kind(value)}")
-    return value
-
-
-def _choice(value: object, where: str, choices: Collection[str]) -> str:
-    text = _string(value, where)
-    if text not in choices:
-        raise WebConfigError(f"{where}: {text!r} is not one of {', '.join(sorted(choices))}")
-    return text
-
-
-def _parse_tls(value: object, base_dir: Path) -> TLSSettings | None:
-    where = "tls_server_config"
-    table = _mapping(value, where)
-    if not table:
-        return None
-    _check_keys(
-        table,
-        (
-            "cert_file",
-            "key_file",
-            "client_auth_type",
-            "client_ca_file",
-            "client_ca",
-            "min_version",
-            "max_version",
-            "cipher_suites",
-            "prefer_server_cipher_suites",
-        ),
-        where,
-        _UNSUPPORTED_TLS_KEYS,
-    )
-    for required in ("cert_file", "key_file"):
-        if required not in table:
-            raise WebConfigError(f"{where}.{required}: missing")
-    auth_type = table.get("client_auth_type", "NoClientCert")
-    if auth_type in _UNVERIFIED_CLIENT_AUTH_TYPES:
-        raise WebConfigError(
-            f"{where}.client_auth_type: {auth_type} is not supported: Python's ssl module "
-            "cannot accept a client certificate without verifying it; use "
-            "VerifyClientCertIfGiven or RequireAndVerifyClientCert with client_ca_file"
-        )
-    auth_type = _choice(auth_type, f"{where}.client_auth_type", _CLIENT_AUTH_TYPES)
-    ca_file = table.get("client_ca_file")
-    ca_text = table.get("client_ca")
-    if ca_file is not None and ca_text is not None:
-        raise WebConfigError(f"{where}: give client_ca_file or client_ca, not both")
-    has_ca = ca_file is not None or ca_text is not None
-    if has_ca and auth_type == "NoClientCert":
-        raise WebConfigError(
-            f"{where}: client CAs are configured but client_auth_type is NoClientCert"
-        )
-    if not has_ca and auth_type != "NoClientCert":
-        raise WebConfigError(f"{where}: client_auth_type {auth_type} needs client_ca_file")
-    min_version = _TLS_VERSIONS[
-        _choice(table.get("min_version", "TLS12"), f"{where}.min_version", _TLS_VERSIONS)
-    ]
-    max_version = None
-    if "max_version" in table:
-        max_version = _TLS_VERSIONS[
-            _choice(table["max_version"], f"{where}.max_version", _TLS_VERSIONS)
-        ]
-        if max_version < min_version:
-            raise WebConfigError(f"{where}: max_version is lower than min_version")
-    return TLSSettings(
-        cert_file=str(base_dir / _string(table["cert_file"], f"{where}.cert_file")),
-        key_file=str(base_dir / _string(table["key_file"], f"{where}.key_file")),
-        client_auth_type=auth_type,
-        client_ca_file=(
-            None if ca_file is None else str(base_dir / _string(ca_file, f"{where}.client_ca_file"))
-        ),
-        client_ca=None if ca_text is None else _string(ca_text, f"{where}.client_ca"),
-        min_version=min_version,
-        max_version=max_version,
-        cipher_suites=_parse_cipher_suites(table.get("cipher_suites"), f"{where}.cipher_suites"),
-        prefer_server_cipher_suites=_bool(
-            table.get("prefer_server_cipher_suites", True), f"{where}.prefer_server_cipher_suites"
-        ),
-    )
-
-
-def _parse_cipher_suites(value: object, where: str) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        raise WebConfigError(f"{where}: expected a list, got {_kind(value)}")
-    names: list[str] = []
-    for index, item in enumerate(value):
-        name = _choice(item, f"{where}[{index}]", _CIPHER_SUITES)
-        openssl_name = _CIPHER_SUITES[name]
-        if openssl_name is not None and openssl_name not in names:
-            names.append(openssl_name)
-    return tuple(names)
-
-
-def _parse_headers(value: object) -> dict[str, str]:
-    where = "http_server_config.headers"
-    headers: dict[str, str] = {}
-    for name, header_value in _mapping(value, where).items():
-        allowed_names = {known.lower(): known for known in _HEADERS}
-        canonical = allowed_names.get(name.lower())
-        if canonical is None:
-            raise WebConfigError(
-                f"{where}.{name}: this header cannot be configured (allowed: {', '.join(_HEADERS)})"
-            )
-        text = _string(header_value, f"{where}.{name}")
-        if any(ch in text for ch in "\r\n\0"):
-            raise WebConfigError(f"{where}.{name}: control characters in the value")
-        allowed_values = _HEADERS[canonical]
-        if allowed_values is not None and text not in allowed_values:
-            raise WebConfigError(
-                f"{where}.{name}: {text!r} is not one of {', '.join(sorted(allowed_values))}"
-            )
-        headers[canonical] = text
-    return headers
-
-
-def _parse_users(value: object) -> dict[str, bytes]:
-    where = "basic_auth_users"
-    users: dict[str, bytes] = {}
-    for user, hashed in _mapping(value, where).items():
-        if not user or ":" in user:
-            raise WebConfigError(f"{where}: user name {user!r} is empty or contains ':'")
-        if not isinstance(hashed, str) or not _BCRYPT_HASH.fullmatch(hashed):
-            # The value is a secret: it is not quoted.
-            raise WebConfigError(f"{where}.{user}: not a bcrypt hash ($2a$, $2b$ or $2y$)")
-        users[user] = hashed.encode("ascii")
-    return users
+def _dummy_hash(users: Mapping[str, bytes]) -> bytes:
+    """A hash that no password matches, of the highest cost among the users' hashes: checking
+    an unknown user against it takes as long as checking a known one."""
+    cost = max((int(hashed[4:6]) for hashed in users.values()), default=_DEFAULT_BCRYPT_COST)
+    # A real salt of that cost and the digest part of a cheap hash of random bytes.
+    digest = bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(rounds=4))[29:]
+    return bcrypt.gensalt(rounds=cost) + digest

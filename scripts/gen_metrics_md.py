@@ -14,7 +14,16 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import cast
 
-from probe_exporter.collectors import COLLECTORS, Collector, merge, stats
+from probe_exporter.binrpc.codec import Fault, PacketReader
+from probe_exporter.collectors import (
+    COLLECTORS,
+    Call,
+    Collector,
+    CollectorOptions,
+    Reply,
+    merge,
+    stats,
+)
 from probe_exporter.metrics import SUFFIXED_TYPES, FamilyInfo, MetricType
 from probe_exporter.pool import ConnectionPool
 from probe_exporter.probe import PROBE_FAMILIES
@@ -22,6 +31,13 @@ from probe_exporter.selfmetrics import SelfMetrics
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = ROOT / "METRICS.md"
+FIXTURES = ROOT / "tests" / "fixtures"
+# Kamailio version -> the raw replies captured from it (tests/fixtures, see tests/golden/README.md)
+CAPTURE_DIRS = {
+    "5.6.3": FIXTURES / "captures",
+    "6.0.1": FIXTURES / "captures-6.0.1",
+    "6.1.5": FIXTURES / "captures-6.1.5",
+}
 
 INTRO = """\
 # Metrics
@@ -39,6 +55,13 @@ OpenMetrics too (which Prometheus prefers): there a counter's family is named wi
 and its samples with it, and a counter whose name has no `_total` (or whose OpenMetrics family
 name another family has) is an `unknown` family. The exporter's own health is on `/metrics`
 (last table but one).
+
+"Checked on" names the Kamailio versions whose real replies, captured byte for byte
+(`tests/fixtures/captures*`), produce the family; its exposition is compared with a golden
+file (`tests/golden/`). Beyond these, `tests/test_metric_set.py` probes live Kamailio 5.6, 6.0
+and 6.1 (Debian 12, 13 and sid packages) with SIP traffic and checks the families of every
+collector: statistics counters, dispatcher, dialogs and profiles, rtpengine, htable, TLS, uac
+registrations, DMQ nodes, shared memory and build info.
 """
 
 SEED_DIFFERENCES = """\
@@ -80,6 +103,42 @@ texts, label names and label values (the table below), with these changes:
 """
 
 
+def _captured(directory: Path, call: Call) -> Reply:
+    """The captured reply to a call (named METHOD[_PARAM...]_s2c.bin), or a FAULT without one."""
+    stem = call.method + "".join(f"_{str(param).rstrip(':')}" for param in call.params)
+    path = directory / f"{stem}_s2c.bin"
+    if not path.exists():
+        return Fault(404, "not captured")
+    reader = PacketReader()
+    reader.feed(path.read_bytes())
+    packet = reader.next_packet()
+    assert packet is not None, path
+    try:
+        return packet.result()
+    except Fault as fault:
+        return fault
+
+
+def _checked_on() -> dict[str, list[str]]:
+    """Family name -> the Kamailio versions whose captured replies produce it."""
+    found: dict[str, list[str]] = {}
+    options = CollectorOptions()
+    for version, directory in CAPTURE_DIRS.items():
+        for collector in COLLECTORS.values():
+            replies = [_captured(directory, call) for call in collector.calls(options)]
+            try:
+                families = collector.collect(replies, options)
+            except Exception:  # a collector without the captures it needs checks nothing
+                continue
+            for family in families:
+                if family.samples:
+                    found.setdefault(family.name, []).append(version)
+    return found
+
+
+CHECKED_ON = _checked_on()
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
 
@@ -88,13 +147,20 @@ def _labels(labels: Sequence[str]) -> str:
     return ", ".join(f"`{label}`" for label in labels) or "-"
 
 
-def _table(infos: Iterable[FamilyInfo]) -> list[str]:
-    lines = ["| Name | Type | Labels | Source | HELP | Notes |", "|---|---|---|---|---|---|"]
+def _table(infos: Iterable[FamilyInfo], checked: bool = False) -> list[str]:
+    header = "| Name | Type | Labels | Source | HELP | Notes |"
+    if checked:
+        header += " Checked on |"
+    lines = [header, "|---|---|---|---|---|---|" + ("---|" if checked else "")]
     for info in infos:
-        lines.append(
+        line = (
             f"| `{info.name}` | {info.type} | {_labels(info.labels)} | "
             f"{_cell(info.source) or '-'} | {_cell(info.help)} | {_cell(info.note)} |"
         )
+        if checked:
+            versions = CHECKED_ON.get(info.name)
+            line += f" {', '.join(versions) if versions else '-'} |"
+        lines.append(line)
     return lines
 
 
@@ -179,7 +245,7 @@ def _collector_section(collector: Collector) -> list[str]:
         "",
         _docstring(collector),
         "",
-        *_table(collector.families),
+        *_table(collector.families, checked=True),
         "",
     ]
     if collector.name == "stats":

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check: ruff, mypy --strict and the whole pytest suite (extra args go to pytest).
-# Installs Kamailio, sipp and Prometheus from Debian packages when missing and run as root.
+# Installs Kamailio, sipp and Prometheus from Debian packages when missing and run as root, and
+# builds the Debian chroots of Kamailio 6.0 and 6.1 (scripts/kamailio-chroot.sh) unless cached.
 # --fast (first argument): the same checks, but only the hermetic tests (`pytest -m hermetic`,
 # see tests/conftest.py), which need none of those programs: nothing is installed but .venv.
 EXTRAS="[test]" source "$(dirname "$0")/setup-env.sh"
@@ -15,6 +16,12 @@ apt_install kamailio=kamailio sipp=sip-tester promtool=prometheus curl=curl open
 # tls.so is a separate Debian package; the test Kamailio loads it for tls.info.
 if [ ! -e /usr/lib/x86_64-linux-gnu/kamailio/modules/tls.so ] && [ ! -e /usr/lib/aarch64-linux-gnu/kamailio/modules/tls.so ]; then
     apt_packages kamailio-tls-modules
+fi
+# Kamailio 6.0 and 6.1 for the metric-set tests: Debian chroots, cached outside the repository.
+if [ "$(id -u)" -eq 0 ]; then
+    apt_install mmdebstrap=mmdebstrap debootstrap=debootstrap
+    scripts/kamailio-chroot.sh >/dev/null ||
+        echo "kamailio-chroot.sh failed: tests of Kamailio 6.x skip (fail under CI=true)" >&2
 fi
 scripts/fetch-tools.sh || echo "fetch-tools.sh failed: tests needing helm skip (fail under CI=true)" >&2
 .venv/bin/ruff check .

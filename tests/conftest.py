@@ -1,7 +1,11 @@
 """Shared fixtures: a real Kamailio (tests/kamailio_harness.py) and sipp traffic against it.
 
 When the kamailio or sipp binary is missing, tests that use them skip, telling how to install
-them; with CI=true in the environment they fail instead, so CI cannot pass without them.
+them; with CI=true in the environment they fail instead, so CI cannot pass without them. The
+same holds for the Kamailio versions run from chroots (scripts/kamailio-chroot.sh).
+
+`kamailio_version` is the host's Kamailio unless a module parametrizes it (indirectly, with
+scope="module") over kamailio_harness.VERSIONS: `kamailio` and `kamailio_factory` follow it.
 
 Test tiers: every test is marked `hermetic` unless it is marked `real` or `kamailio` (itself, by
 its class or by its module's `pytestmark`) or needs one of REAL_PART_FIXTURES, directly or
@@ -19,11 +23,14 @@ import shutil
 import sys
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kamailio_harness import (
+    HOST,
     INSTALL_HINT,
     KamailioInstance,
+    KamailioVersion,
     Sipp,
     find_binary,
     find_modules_dir,
@@ -31,12 +38,7 @@ from kamailio_harness import (
 )
 
 
-def require_binary(name: str) -> None:
-    """Skips (or, with CI=true, fails) the current test when `name` is not installed."""
-    missing = find_binary(name) is None or (name == "kamailio" and find_modules_dir() is None)
-    if not missing:
-        return
-    message = f"{name} is not installed: {INSTALL_HINT}"
+def _unavailable(message: str) -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(message, pytrace=False)
     pytest.skip(message)
@@ -124,6 +126,27 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
         return (yield)
 
 
+def require_binary(name: str) -> None:
+    """Skips (or, with CI=true, fails) the current test when `name` is not installed."""
+    missing = find_binary(name) is None or (name == "kamailio" and find_modules_dir() is None)
+    if missing:
+        _unavailable(f"{name} is not installed: {INSTALL_HINT}")
+
+
+def require_version(version: KamailioVersion) -> None:
+    """Skips (or, with CI=true, fails) the current test when `version` cannot be started."""
+    missing = version.missing()
+    if missing is not None:
+        _unavailable(missing)
+
+
+@pytest.fixture(scope="module")
+def kamailio_version(request: pytest.FixtureRequest) -> KamailioVersion:
+    """The Kamailio version of `kamailio` and `kamailio_factory` (the host's by default)."""
+    version: KamailioVersion = getattr(request, "param", HOST)
+    return version
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _no_kamailio_outlives_the_test_run() -> Iterator[None]:
     yield
@@ -131,10 +154,12 @@ def _no_kamailio_outlives_the_test_run() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def kamailio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KamailioInstance]:
+def kamailio(
+    tmp_path_factory: pytest.TempPathFactory, kamailio_version: KamailioVersion
+) -> Iterator[KamailioInstance]:
     """One Kamailio shared by the tests of a module (do not restart or exhaust it)."""
-    require_binary("kamailio")
-    instance = KamailioInstance(tmp_path_factory.mktemp("kamailio"))
+    require_version(kamailio_version)
+    instance = KamailioInstance(tmp_path_factory.mktemp("kamailio"), kamailio_version)
     try:
         instance.start()
         yield instance
@@ -144,14 +169,17 @@ def kamailio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KamailioInsta
 
 @pytest.fixture
 def kamailio_factory(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Callable[[], KamailioInstance]]:
-    """Starts fresh Kamailio instances on demand; all are stopped at teardown."""
-    require_binary("kamailio")
+    tmp_path_factory: pytest.TempPathFactory, kamailio_version: KamailioVersion
+) -> Iterator[Callable[..., KamailioInstance]]:
+    """Starts fresh Kamailio instances on demand (keyword arguments go to KamailioInstance:
+    uac, dmq, dmq_notification_port, shm_mb); all are stopped at teardown."""
+    require_version(kamailio_version)
     instances: list[KamailioInstance] = []
 
-    def start() -> KamailioInstance:
-        instance = KamailioInstance(tmp_path_factory.mktemp("kamailio"))
+    def start(**options: Any) -> KamailioInstance:
+        instance = KamailioInstance(
+            tmp_path_factory.mktemp("kamailio"), kamailio_version, **options
+        )
         instances.append(instance)
         instance.start()
         return instance

@@ -5,6 +5,13 @@ KamailioInstance renders tests/kamailio/kamailio.cfg.tmpl into its own directory
 stop() sends SIGTERM by PID (and to the process group if it lingers), SIGKILL to the group after
 5 s; an atexit guard and the parent-death signal make sure no Kamailio outlives the Python process
 that started it.
+
+VERSIONS are the Kamailios the tests run: the host's own (Debian 12: 5.6) and Debian chroots
+built by scripts/kamailio-chroot.sh (trixie: 6.0, sid: 6.1). A chroot's Kamailio runs as
+`chroot ROOT kamailio` (root only; chroot execs Kamailio, so the PID is Kamailio's), with its
+directory inside the chroot: the unix ctl socket is reachable from the host at ROOT + its path.
+A unixd client cannot be answered across the chroot (Kamailio replies to the client's socket
+path), so tests of chroot versions use tcp, udp or unix.
 """
 
 from __future__ import annotations
@@ -37,6 +44,8 @@ from probe_exporter.binrpc.codec import BinRpcError
 TEMPLATE_DIR = Path(__file__).resolve().parent / "kamailio"
 SCENARIO_DIR = TEMPLATE_DIR / "scenarios"
 INSTALL_HINT = "apt-get install -y kamailio sip-tester"
+CHROOT_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "kamailio-chroot.sh"
+CHROOT_HINT = "sudo scripts/kamailio-chroot.sh (./scripts/test.sh runs it as root)"
 # kamailio and kamcmd live in sbin, which is not on every user's PATH.
 _SBIN_PATH = "/usr/local/sbin:/usr/sbin:/sbin"
 _MODULE_DIR_PATTERNS = (
@@ -57,13 +66,56 @@ class HarnessError(RuntimeError):
     """Kamailio or sipp did not do what the harness needs (the message carries its log tail)."""
 
 
+def chroot_cache() -> Path:
+    """Where scripts/kamailio-chroot.sh keeps its chroots (the same rule as the script)."""
+    if os.environ.get("KAMAILIO_CHROOT_CACHE"):
+        return Path(os.environ["KAMAILIO_CHROOT_CACHE"])
+    if os.geteuid() == 0:
+        return Path("/var/cache/kamailio-probe-exporter/chroots")
+    cache_home = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache_home, "kamailio-probe-exporter", "chroots")
+
+
+@dataclass(frozen=True)
+class KamailioVersion:
+    """One Kamailio version the tests run: the host's own (suite None) or a Debian chroot's."""
+
+    name: str  # major.minor, the test id
+    suite: str | None = None
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def root(self) -> Path | None:
+        return None if self.suite is None else chroot_cache() / self.suite
+
+    def missing(self) -> str | None:
+        """Why this version cannot be started here (with the command that sets it up), or None."""
+        if self.root is None:
+            if find_binary("kamailio") is None or find_modules_dir() is None:
+                return f"kamailio is not installed: {INSTALL_HINT}"
+            return None
+        if not (self.root / "usr/sbin/kamailio").exists():
+            return f"no {self.suite} chroot with Kamailio {self.name} in {self.root}: {CHROOT_HINT}"
+        if os.geteuid() != 0:
+            return f"Kamailio {self.name} runs in a chroot: the tests must run as root"
+        return None
+
+
+HOST = KamailioVersion("5.6")
+VERSIONS = (HOST, KamailioVersion("6.0", "trixie"), KamailioVersion("6.1", "sid"))
+
+
 def find_binary(name: str) -> str | None:
     return shutil.which(name) or shutil.which(name, path=_SBIN_PATH)
 
 
-def find_modules_dir() -> Path | None:
+def find_modules_dir(root: Path | None = None) -> Path | None:
+    """Kamailio's module directory, as seen from the host (under `root` for a chroot)."""
+    prefix = "" if root is None else str(root)
     for pattern in _MODULE_DIR_PATTERNS:
-        for candidate in sorted(glob.glob(pattern)):
+        for candidate in sorted(glob.glob(prefix + pattern)):
             if Path(candidate, "ctl.so").exists():
                 return Path(candidate)
     return None
@@ -148,18 +200,50 @@ class KamailioInstance:
     `dispatcher_dead_port` (set 1, probed, nothing listens), `rtpengine_ng_port` (nothing listens
     unless a test starts rtpengine there), `pid`, `workdir`, `config_path`, `log_path`.
     restart() keeps the ports and the directory.
+
+    `version` picks the host's Kamailio or a chroot's (whose directory is always its own, inside
+    the chroot). `uac` loads uac with three outbound registrations (peer1 to this Kamailio,
+    peer2 to the dead dispatcher port, peer3 disabled). `dmq` loads dmq with this Kamailio as
+    server and `dmq_notification_port` (default: its own SIP port, so that it lists itself
+    twice) as notification peer. `shm_mb` is Kamailio's -m.
     """
 
-    def __init__(self, workdir: Path | str | None = None) -> None:
-        binary = find_binary("kamailio")
-        modules = find_modules_dir()
-        if binary is None or modules is None:
-            raise HarnessError(f"kamailio is not installed: {INSTALL_HINT}")
-        self.binary = binary
+    def __init__(
+        self,
+        workdir: Path | str | None = None,
+        version: KamailioVersion = HOST,
+        *,
+        uac: bool = False,
+        dmq: bool = False,
+        dmq_notification_port: int | None = None,
+        shm_mb: int = 64,
+    ) -> None:
+        missing = version.missing()
+        if missing is not None:
+            raise HarnessError(missing)
+        self.version = version
+        self.root = version.root
+        modules = find_modules_dir(self.root)
+        if modules is None:
+            raise HarnessError(f"no Kamailio modules for {version.name}")
+        if self.root is None:
+            binary = find_binary("kamailio")
+            assert binary is not None  # version.missing() checked it
+            self.command = [binary]
+        else:
+            self.command = ["chroot", str(self.root), "/usr/sbin/kamailio"]
+            # The directory must be inside the chroot for Kamailio to see it.
+            workdir = None
         self.modules_dir = modules
+        self.uac = uac
+        self.dmq = dmq
+        self.shm_mb = shm_mb
         self._owns_workdir = workdir is None
+        scratch = None if self.root is None else str(self.root / "tmp")
         self.workdir = (
-            Path(tempfile.mkdtemp(prefix="kamailio-")) if workdir is None else Path(workdir)
+            Path(tempfile.mkdtemp(prefix="kamailio-", dir=scratch))
+            if workdir is None
+            else Path(workdir)
         )
         self.rundir = self.workdir / "run"
         self.rundir.mkdir(parents=True, exist_ok=True)
@@ -181,6 +265,7 @@ class KamailioInstance:
             self.dispatcher_live_port,
             self.dispatcher_dead_port,
         ) = free_ports("both", "tcp", "tcp", "tcp", "udp", "udp", "udp", "udp")
+        self.dmq_notification_port = dmq_notification_port or self.sip_port
         self.process: subprocess.Popen[bytes] | None = None
         self._render()
 
@@ -216,8 +301,13 @@ class KamailioInstance:
         return self.process is not None and self.process.poll() is None
 
     # -- lifecycle -------------------------------------------------------------------------
+    def inside(self, path: Path) -> Path:
+        """A host path as Kamailio sees it (inside its chroot)."""
+        return path if self.root is None else Path("/", path.relative_to(self.root))
+
     def _render(self) -> None:
         tls_dir = self.workdir / "tls"
+        uac_db = self.workdir / "uac_db"
         values = {
             "SIP_PORT": self.sip_port,
             "TLS_PORT": self.tls_port,
@@ -225,17 +315,25 @@ class KamailioInstance:
             "CTL_TCP_PORT": self.ctl_tcp_port,
             "CTL_UDP_PORT": self.ctl_udp_port,
             "RTPENGINE_NG_PORT": self.rtpengine_ng_port,
-            "RUNDIR": self.rundir,
-            "MODULES_DIR": self.modules_dir,
-            "DISPATCHER_LIST": self.workdir / "dispatcher.list",
+            "RUNDIR": self.inside(self.rundir),
+            "MODULES_DIR": self.inside(self.modules_dir),
+            "DISPATCHER_LIST": self.inside(self.workdir / "dispatcher.list"),
             "DISPATCHER_LIVE_PORT": self.dispatcher_live_port,
             "DISPATCHER_DEAD_PORT": self.dispatcher_dead_port,
-            "TLS_CFG": self.workdir / "tls.cfg",
-            "TLS_DIR": tls_dir,
+            "TLS_CFG": self.inside(self.workdir / "tls.cfg"),
+            "TLS_DIR": self.inside(tls_dir),
             "TLS_DEFINE": "#!define WITH_TLS" if self.tls else "# tls.so is not installed",
+            "UAC_DEFINE": "#!define WITH_UAC" if self.uac else "# uac: not loaded",
+            "UAC_DB_DIR": self.inside(uac_db),
+            "DMQ_DEFINE": "#!define WITH_DMQ" if self.dmq else "# dmq: not loaded",
+            "DMQ_NOTIFICATION_PORT": self.dmq_notification_port,
         }
         rendered = [("kamailio.cfg.tmpl", self.config_path)]
         rendered.append(("dispatcher.list.tmpl", self.workdir / "dispatcher.list"))
+        if self.uac:
+            uac_db.mkdir(exist_ok=True)
+            rendered.append(("uacreg.tmpl", uac_db / "uacreg"))
+            rendered.append(("uac_version.tmpl", uac_db / "version"))
         if self.tls:
             rendered.append(("tls.cfg.tmpl", self.workdir / "tls.cfg"))
             tls_dir.mkdir(exist_ok=True)
@@ -262,12 +360,12 @@ class KamailioInstance:
         for stale in (self.unix_path, self.unixd_path, self.pid_path):
             stale.unlink(missing_ok=True)
         command = [
-            self.binary,
-            "-f", str(self.config_path),
+            *self.command,
+            "-f", str(self.inside(self.config_path)),
             "-DD", "-E",
-            "-P", str(self.pid_path),
-            "-Y", str(self.rundir),
-            "-m", "64",
+            "-P", str(self.inside(self.pid_path)),
+            "-Y", str(self.inside(self.rundir)),
+            "-m", str(self.shm_mb),
             "-M", "8",
         ]  # fmt: skip
         with self.log_path.open("ab") as log:
@@ -476,6 +574,9 @@ class Sipp:
             "-nostdin",
             "-timeout", f"{sipp_timeout}s",
             "-timeout_error",
+            # no UDP retransmissions: on a busy machine a retransmitted request would move
+            # Kamailio's received-request counters by more than the calls sent
+            "-nr",
             *extra,
             f"127.0.0.1:{self.kamailio.sip_port}",
         ]  # fmt: skip

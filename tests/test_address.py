@@ -9,6 +9,7 @@ from probe_exporter.binrpc.address import (
     MAX_ADDRESS_LENGTH,
     Address,
     AddressError,
+    has_protocol,
     parse_address,
 )
 
@@ -141,3 +142,35 @@ def test_direct_construction_is_checked(kwargs: dict[str, object], message: str)
 def test_addresses_are_hashable_and_equal_by_value() -> None:
     spellings = {parse_address(t) for t in ("tcp:LOCALHOST:2049", "tcp:localhost", "Tcp:localhost")}
     assert spellings == {Address("tcp", "localhost", 2049)}
+
+
+@pytest.mark.parametrize(
+    ("text", "written"),
+    [
+        ("tcp://10.0.0.1:2046", "tcp:10.0.0.1:2046"),
+        ("UDP://kamailio:2049", "UDP:kamailio:2049"),
+        ("tcp://[::1]:2046", "tcp:[::1]:2046"),
+    ],
+)
+def test_the_url_form_of_older_exporters_says_what_to_write(text: str, written: str) -> None:
+    with pytest.raises(AddressError) as caught:
+        parse_address(text)
+    assert str(caught.value) == (
+        f"{text!r} is written as a URL: write {written} (no '//'), as Kamailio's ctl module does"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("tcp:h:1", True),
+        ("UNIXS:/run/ctl", True),
+        ("unixd:/run/ctl", True),
+        ("/run/ctl", True),  # a path: unix stream, as Kamailio reads it
+        ("127.0.0.1:2046", False),
+        ("kamailio", False),
+        ("[::1]:2046", False),
+    ],
+)
+def test_has_protocol(text: str, named: bool) -> None:
+    assert has_protocol(text) is named

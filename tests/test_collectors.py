@@ -1,9 +1,10 @@
 """Collectors against captured and constructed replies, compared with golden expositions.
 
-Captured replies are the raw bytes of a real Kamailio 5.6.3 (tests/fixtures/captures). Other
-replies (RPCs without a capture, other Kamailio versions, faults) are built here and sent
-through the codec (encode_reply / encode_fault, then PacketReader), as a server would send
-them. `UPDATE_GOLDEN=1 pytest tests/test_collectors.py` rewrites tests/golden/.
+Captured replies are the raw bytes of real Kamailios: 5.6.3 (tests/fixtures/captures), 6.0.1
+and 6.1.5 (tests/fixtures/captures-VERSION, with uac and dmq loaded for their replies). Other
+replies (RPCs without a capture, versions without one, faults) are built here and sent through
+the codec (encode_reply / encode_fault, then PacketReader), as a server would send them.
+`UPDATE_GOLDEN=1 pytest tests/test_collectors.py` rewrites tests/golden/.
 """
 
 from __future__ import annotations
@@ -38,6 +39,12 @@ from probe_exporter.metrics import MetricFamily, exposed_names, openmetrics_type
 
 HERE = Path(__file__).parent
 CAPTURES = HERE / "fixtures" / "captures"
+# Kamailio version -> its captured replies
+CAPTURE_DIRS = {
+    "5.6.3": CAPTURES,
+    "6.0.1": HERE / "fixtures" / "captures-6.0.1",
+    "6.1.5": HERE / "fixtures" / "captures-6.1.5",
+}
 GOLDEN = HERE / "golden"
 # The exporter's clock in the golden files (the captured Kamailio had been up 17 s).
 CLOCK = 1795569123.5
@@ -55,8 +62,8 @@ def packet_reply(data: bytes) -> Reply:
         return fault
 
 
-def captured(name: str) -> Reply:
-    return packet_reply((CAPTURES / f"{name}_s2c.bin").read_bytes())
+def captured(name: str, version: str = "5.6.3") -> Reply:
+    return packet_reply((CAPTURE_DIRS[version] / f"{name}_s2c.bin").read_bytes())
 
 
 def wire(*values: Value) -> Reply:
@@ -183,7 +190,7 @@ def dmq_node(host: str, port: str, status: str, local: int, proto: str | None = 
     return Struct(members)
 
 
-def uac_record(uuid: str, user: str, flags: int, expires: int = 3600) -> Struct:
+def uac_record(uuid: str, user: str, flags: int, expires: Value = 3600) -> Struct:
     return S(
         ("l_uuid", uuid),
         ("l_username", user),
@@ -201,6 +208,21 @@ def uac_record(uuid: str, user: str, flags: int, expires: int = 3600) -> Struct:
         ("reg_init", 1795569100),
         ("reg_delay", 0),
     )
+
+
+SHMEM_64_MIB = {  # the captured 5.6.3's shmem group, as `stats.fetch shmem:` sends it
+    "fragments": 20,
+    "free_size": 61973816,
+    "max_used_size": 5408248,
+    "real_used_size": 5135048,
+    "total_size": 67108864,
+    "used_size": 3705040,
+}
+
+
+def shmem_group(values: dict[str, int]) -> Reply:
+    """A `stats.fetch shmem:` reply: the values as decimal strings."""
+    return wire(Struct([(f"shmem.{name}", str(value)) for name, value in values.items()]))
 
 
 def stats_members(reply: Reply) -> list[tuple[str | None, Value]]:
@@ -338,11 +360,11 @@ CASES: dict[str, Case] = {
             ),
         ],
     ),
-    "shmmem": Case("shmmem", lambda: [captured("core.shmmem")]),
+    "shmmem": Case("shmmem", lambda: [captured("core.shmmem"), shmem_group(SHMEM_64_MIB)]),
     "shmmem_5_6_wrapped": Case(
         "shmmem",
         lambda: [
-            wire(  # -m 3072: INTs past 2 GiB
+            wire(  # -m 3072: INTs past 2 GiB; no kex: no exact values
                 S(
                     ("total", -1073741824),
                     ("free", -1078763824),
@@ -351,27 +373,37 @@ CASES: dict[str, Case] = {
                     ("max_used", 5408248),
                     ("fragments", 20),
                 )
-            )
+            ),
+            fault(500, "command stats.fetch not found"),
         ],
     ),
-    "shmmem_5_7": Case(
+    "shmmem_5_6_exact": Case(
         "shmmem",
         lambda: [
-            wire(
+            wire(  # -m 4200: total wraps to 104 MiB, the statistics have the exact value
                 S(
-                    ("total", 6442450944.0),
-                    ("free", 6437329920.0),
-                    ("used", 3705040.0),
-                    ("real_used", 5135048.0),
-                    ("max_used", 5408248.0),
-                    ("fragments", 20.0),
+                    ("total", 109051904),
+                    ("free", 103914528),
+                    ("used", 3705040),
+                    ("real_used", 5137376),
+                    ("max_used", 5408248),
+                    ("fragments", 20),
                 )
-            )
+            ),
+            shmem_group(
+                {
+                    "fragments": 20,
+                    "free_size": 4398881568,
+                    "max_used_size": 5408248,
+                    "real_used_size": 5137376,
+                    "total_size": 4404019200,
+                    "used_size": 3705040,
+                }
+            ),
         ],
     ),
     "tm_stats": Case("tm", lambda: [wire(TM_STATS)]),
     "sl_stats": Case("sl", lambda: [wire(sl_stats(int))]),
-    "sl_stats_5_7": Case("sl", lambda: [wire(sl_stats(float))]),
     "rtpengine_show_all": Case("rtpengine", lambda: [captured("rtpengine.show_all")]),
     "rtpengine_5_x": Case(
         "rtpengine",
@@ -491,7 +523,50 @@ CASES: dict[str, Case] = {
         ],
     ),
     "uac_not_enabled": Case("uac", lambda: [fault(500, "Not enabled")]),
+    "dmq_statuses": Case(
+        "dmq",
+        lambda: [
+            wire(
+                dmq_node("10.0.0.1", "5090", "pending", 0),
+                dmq_node("10.0.0.2", "5090", "timeout", 0),  # 4.x
+                dmq_node("10.0.0.3", "5090", "rejoining", 0),  # a status not known here
+                dmq_node("10.0.0.4", "5090", "active", 0),  # the node itself, also its own peer
+                dmq_node("10.0.0.4", "5090", "active", 1),
+            )
+        ],
+    ),
 }
+
+
+def captured_cases(version: str) -> dict[str, Case]:
+    """One case per collector from the real replies of one Kamailio version."""
+    suffix = "_" + "_".join(version.split(".")[:2])
+
+    def of(*names: str) -> Callable[[], list[Reply]]:
+        return lambda: [captured(name, version) for name in names]
+
+    return {
+        name + suffix: Case(collector, replies)
+        for name, collector, replies in (
+            ("stats_fetch_all", "stats", of("stats.fetch_all")),
+            ("pkg_stats", "pkg", of("pkg.stats")),
+            ("tcp_info", "tcp_info", of("core.tcp_info")),
+            ("core", "core", of("core.uptime", "core.version", "core.info")),
+            ("shmmem", "shmmem", of("core.shmmem", "stats.fetch_shmem")),
+            ("tm_stats", "tm", of("tm.stats")),
+            ("sl_stats", "sl", of("sl.stats")),
+            ("rtpengine_show_all", "rtpengine", of("rtpengine.show_all")),
+            ("dispatcher_list", "dispatcher", of("dispatcher.list")),
+            ("dlg_stats_active", "dialog", of("dlg.stats_active")),
+            ("htable_stats", "htable", of("htable.stats")),
+            ("tls_info", "tls", of("tls.info")),
+            ("dmq_list_nodes", "dmq", of("dmq.list_nodes")),
+            ("uac_reg_dump", "uac", of("uac.reg_dump")),
+        )
+    }
+
+
+CASES |= captured_cases("6.0.1") | captured_cases("6.1.5")
 
 # One case per collector: the set rendered together (promtool, round trips, docs).
 FULL_SET = (
@@ -903,7 +978,8 @@ def test_stats_faults() -> None:
         ("tcp_info", [wire(S(("readers", 2)), S(("readers", 2)))]),
         ("core", [captured("core.uptime"), wire("not a version"), wire(CORE_INFO)]),
         ("core", [fault(500, "x"), captured("core.version"), wire(CORE_INFO)]),
-        ("shmmem", [wire(S(("total", "big")))]),
+        ("shmmem", [wire(S(("total", "big"))), fault(500, "command stats.fetch not found")]),
+        ("uac", [wire(uac_record("x", "y", 4, expires="300"))]),
         ("tm", [wire(S(("current", 1)))]),
         ("sl", [wire(S(("200", "x")))]),
         ("rtpengine", [fault(500, "Initializing - try later")]),

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
+import logging
+import os
+import re
 import socket
+from collections.abc import Callable
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -183,8 +189,8 @@ TARGET = '[[targets]]\nname = "t"\naddress = "tcp:127.0.0.1:2046"\n'
         ),
         (
             f'[modules.m]\ncollectors = ["{SOME_COLLECTOR}", "{SOME_COLLECTOR}"]',
-            "modules.m.collectors[1]",
-            "named twice",
+            "modules.m.collectors",
+            f"{SOME_COLLECTOR!r} is named twice (entries 0 and 1)",
         ),
         (
             f'[modules.m]\ncollectors = ["all", "{SOME_COLLECTOR}"]',
@@ -307,6 +313,8 @@ TARGET = '[[targets]]\nname = "t"\naddress = "tcp:127.0.0.1:2046"\n'
             "at most 2048",
         ),
         ("allow = 1", "allow", "expected an array of tables"),
+        ("[[allow]]\naddress = 5", "allow[0].address", "expected a string, got an integer"),
+        ("pool = { idle_ttl = 1979-05-27 }", "pool.idle_ttl", "got a date/time"),
         ('[[allow]]\nmodule = "default"', "allow[0].address", "missing"),
         ('[[allow]]\naddress = "tcp:h:1"\nport = 1', "allow[0].port", "unknown key"),
         ('[[allow]]\naddress = "tcp:h:1"\nmodule = "nope"', "allow[0].module", "unknown module"),
@@ -666,3 +674,173 @@ async def test_host_glob_with_the_system_resolver() -> None:
     assert resolved.target.address.host in ("127.0.0.1", "::1")
     with pytest.raises(TargetRejected, match="no allow rule matches this host name"):
         await resolve_target(config, "tcp:remotehost:2046", None)
+
+
+# -- every error at once, lines, entries given twice, files ------------------------------------
+
+
+def test_every_error_of_the_file_is_reported_at_once() -> None:
+    text = (
+        "[pool]\n"  # 1
+        'idle_ttl = "5"\n'  # 2
+        "[modules.m]\n"  # 3
+        'dialog_profiles = ["inbound", "inbound"]\n'  # 4
+        "[[targets]]\n"  # 5
+        'name = "a"\n'  # 6
+        'address = "tcp:h:99999"\n'  # 7
+        "[[targets]]\n"  # 8
+        'name = "a"\n'  # 9
+        'address = "tcp:h:1"\n'  # 10
+        'module = "nope"\n'  # 11
+        "port = 1\n"  # 12
+    )
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "targets.toml")
+    found = [(issue.key, issue.line) for issue in caught.value.issues]
+    assert found == [
+        ("pool.idle_ttl", 2),
+        ("modules.m.dialog_profiles", 4),
+        ("targets[0].address", 7),
+        ("targets[1].name", 9),
+        ("targets[1].module", 11),
+        ("targets[1].port", 12),
+    ]
+    assert (caught.value.key, caught.value.line) == ("pool.idle_ttl", 2)
+    message = str(caught.value)
+    assert message.startswith("targets.toml: pool.idle_ttl: expected a number of seconds")
+    assert message.endswith("(6 errors)")
+    assert "'inbound' is named twice (entries 0 and 1) (line 4)" in message
+    assert "'a' is already the name of targets[0] (line 9)" in message
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "line"),
+    [
+        ("# a comment\nbogus = 1\n", "bogus", 2),
+        ('[[targets]]\nname = "t"\n', "targets[0].address", 1),  # missing: the table's line
+        (TARGET + "\n[[targets]]\n" + 'name = "u"\naddress = "x:"\n', "targets[1].address", 7),
+        (TARGET + "labels = { 1x = 'a' }\n", "targets[0].labels.1x", 4),
+        ("[modules.m]\n\n timeout = 0\n", "modules.m.timeout", 3),
+        ('[modules."m.n"]\ntimeout = 0\n', 'modules."m.n".timeout', None),  # not plain to see
+        ('[[allow]]\n\n  address = "tcp:10.0.0.1/8:1"\n', "allow[0].address", 3),
+    ],
+)
+def test_errors_give_the_line_of_the_key(text: str, key: str, line: int | None) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "targets.toml")
+    assert (caught.value.key, caught.value.line) == (key, line)
+    assert str(caught.value).endswith(f"(line {line})") == (line is not None)
+
+
+def test_a_path_that_the_text_does_not_show_gets_no_line() -> None:
+    # Tables written inline: no [[targets]] header to point at, so the key's line is unknown
+    # beyond the array's own.
+    text = 'targets = [{ name = "t", address = "tcp:h:1" }, { name = "t", address = "tcp:h:2" }]'
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text)
+    assert (caught.value.key, caught.value.line) == ("targets[1].name", 1)
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "message"),
+    [
+        (
+            '[modules.m]\ndialog_profiles = ["inbound", "inbound"]',
+            "modules.m.dialog_profiles",
+            "'inbound' is named twice (entries 0 and 1)",
+        ),
+        (
+            '[modules.m]\nstats_groups = ["shmem", "core", "shmem"]',
+            "modules.m.stats_groups",
+            "'shmem' is named twice (entries 0 and 2)",
+        ),
+        (
+            '[modules.m]\ndispatcher_set_names = { "1" = "a", "01" = "b" }',
+            "modules.m.dispatcher_set_names",
+            "keys '1' and '01' are both set 1",
+        ),
+        (
+            '[[allow]]\naddress = "tcp:10.0.0.0/8:1"\n[[allow]]\naddress = "tcp:10.0.0.0/8:1"',
+            "allow[1].address",
+            "'tcp:10.0.0.0/8:1' is already the pattern of allow[0]",
+        ),
+    ],
+)
+def test_entries_given_twice_are_errors(text: str, key: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "targets.toml")
+    assert caught.value.key == key
+    assert str(caught.value).startswith(f"targets.toml: {key}: {message}")
+
+
+def test_the_module_schema_has_every_collector_option() -> None:
+    # A collector option missing from the schema could never be set in targets.toml.
+    from probe_exporter.collectors import CollectorOptions
+    from probe_exporter.config.document import ModuleDocument
+
+    options = {option.name for option in dataclasses.fields(CollectorOptions)}
+    assert options == set(ModuleDocument.model_fields) - {"collectors", "timeout"}
+    module = parse_config(
+        '[modules.m]\ndialog_profiles = ["a"]\nstats_groups = ["g"]\n'
+        'dispatcher_set_names = { "-1" = "x" }\n'
+    ).modules["m"]
+    assert module.options == CollectorOptions(("a",), MappingProxyType({-1: "x"}), ("g",))
+
+
+def test_an_address_without_protocol_is_accepted_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "targets.toml"
+    path.write_text(TARGET + '[[targets]]\nname = "u"\naddress = "127.0.0.1:2046"\n')
+    with caplog.at_level(logging.WARNING, logger="probe_exporter"):
+        config = load_config(path)
+    assert config.targets["u"].address == Address("udp", host="127.0.0.1", port=2046)
+    (warning,) = config.warnings
+    assert warning.startswith("targets[1].address: '127.0.0.1:2046' names no protocol")
+    assert "write udp:127.0.0.1:2046, or tcp:127.0.0.1:2046" in warning
+    assert warning.endswith("(line 6)")
+    assert [record.getMessage() for record in caplog.records] == [f"{path}: {warning}"]
+    assert not parse_config(TARGET).warnings
+
+
+def test_a_url_form_address_says_how_to_write_it() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config('[[targets]]\nname = "t"\naddress = "tcp://10.0.0.1:2046"\n')
+    assert "targets[0].address: 'tcp://10.0.0.1:2046' is written as a URL: write " in str(
+        caught.value
+    )
+    assert "tcp:10.0.0.1:2046 (no '//')" in str(caught.value)
+
+
+def test_a_missing_file_is_named_plainly(tmp_path: Path) -> None:
+    missing = tmp_path / "targets.toml"
+    with pytest.raises(ConfigError) as caught:
+        load_config(missing)
+    assert str(caught.value) == f"config file {missing}: no such file"
+
+
+@pytest.mark.parametrize(
+    ("make", "kind"),
+    [
+        (os.mkfifo, "a FIFO"),
+        (os.mkdir, "a directory"),
+    ],
+)
+def test_only_regular_files_are_read(
+    tmp_path: Path, make: Callable[[Path], None], kind: str
+) -> None:
+    path = tmp_path / "targets.toml"
+    make(path)
+    # A FIFO with no writer would block a plain open() for ever; the load returns at once.
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == f"config file {path}: not a regular file ({kind})"
+    link = tmp_path / "link.toml"
+    link.symlink_to(path)
+    with pytest.raises(ConfigError, match=re.escape(f"not a regular file ({kind})")):
+        load_config(link)
+
+
+def test_a_character_device_is_not_read() -> None:
+    with pytest.raises(ConfigError, match=r"/dev/zero: not a regular file \(a character device\)"):
+        load_config("/dev/zero")

@@ -4,7 +4,10 @@ Kamailio where one is needed."""
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +15,7 @@ import pytest
 from kamailio_harness import KamailioInstance, free_ports
 
 from probe_exporter.binrpc.codec import Struct
-from probe_exporter.rpc_command import main, parse_params, to_json
+from probe_exporter.rpc_command import EXIT_STDOUT_CLOSED, main, parse_params, to_json
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, object, str]:
@@ -90,6 +93,25 @@ def test_fault_exits_1_with_code_and_message(
         None,
         "fault 500: command no.such.method not found\n",
     )
+
+
+@pytest.mark.kamailio
+def test_closed_stdout_ends_quietly_with_its_own_status(kamailio: KamailioInstance) -> None:
+    # The read end is closed before the command writes: its write fails for certain, as when
+    # `| head -c 10` has exited (a pipe buffer would hide a later close).
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        completed = subprocess.run(
+            [sys.executable, "-m", "probe_exporter.cli", "rpc", kamailio.unix, "pkg.stats"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            timeout=30,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert (completed.returncode, completed.stderr) == (EXIT_STDOUT_CLOSED, b"")
 
 
 def test_connection_refused_exits_2(capsys: pytest.CaptureFixture[str]) -> None:

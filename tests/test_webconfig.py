@@ -179,7 +179,7 @@ def test_load_names_the_file(tmp_path: Path) -> None:
     path = write(tmp_path / "web.yml", "nope: 1\n")
     with pytest.raises(WebConfigError, match=r"web\.yml: nope: unknown key"):
         WebConfig.load(path)
-    with pytest.raises(WebConfigError, match=r"missing\.yml: cannot read"):
+    with pytest.raises(WebConfigError, match=r"^web config file .*missing\.yml: no such file$"):
         WebConfig.load(tmp_path / "missing.yml")
 
 
@@ -297,17 +297,50 @@ async def test_successful_checks_are_cached(
     assert bcrypt_calls.calls == 3
 
 
-async def test_a_flood_of_wrong_credentials_is_refused_not_queued(
+async def test_a_flood_of_wrong_credentials_is_bounded_per_client(
+    auth_file: Path, bcrypt_calls: CheckCounter
+) -> None:
+    holder = WebConfigHolder(auth_file)
+    wrong = [basic("prometheus", f"wrong-{n}")["Authorization"] for n in range(50)]
+    right = basic("prometheus", PASSWORD)["Authorization"]
+    flood = [holder.check_basic_auth(header, "192.0.2.66") for header in wrong]
+    results = await asyncio.gather(*flood, holder.check_basic_auth(right, "192.0.2.1"))
+    # The flooding address got its few checks; the rest were refused without one, and the
+    # right password from another address was checked all the same.
+    assert results == [False] * 50 + [True]
+    assert bcrypt_calls.calls == webconfig._MAX_BCRYPT_PER_CLIENT + 1
+
+
+async def test_identical_credentials_in_flight_share_one_check(
     auth_file: Path, bcrypt_calls: CheckCounter
 ) -> None:
     holder = WebConfigHolder(auth_file)
     wrong = basic("prometheus", "wrong")["Authorization"]
-    results = await asyncio.gather(*(holder.check_basic_auth(wrong) for _ in range(50)))
-    assert not any(results)
-    # At most the bounded number waited for bcrypt; the rest were refused without a check.
-    assert bcrypt_calls.calls == webconfig._MAX_BCRYPT_WAITING
     right = basic("prometheus", PASSWORD)["Authorization"]
-    assert await holder.check_basic_auth(right)  # the queue drained: service goes on
+    results = await asyncio.gather(
+        *(holder.check_basic_auth(wrong, f"192.0.2.{n}") for n in range(20)),
+        *(holder.check_basic_auth(right, f"198.51.100.{n}") for n in range(20)),
+    )
+    assert results == [False] * 20 + [True] * 20
+    assert bcrypt_calls.calls == 2
+
+
+async def test_unknown_users_are_checked_against_a_hash_of_the_same_cost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    costs: list[bytes] = []
+    checkpw = bcrypt.checkpw
+
+    def recording(password: bytes, hashed: bytes) -> bool:
+        costs.append(hashed[:7])
+        return checkpw(password, hashed)
+
+    monkeypatch.setattr(bcrypt, "checkpw", recording)
+    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=6)).decode()
+    holder = WebConfigHolder(write(tmp_path / "web.yml", f"basic_auth_users: {{u: '{hashed}'}}\n"))
+    assert not await holder.check_basic_auth(basic("u", "nope")["Authorization"])
+    assert not await holder.check_basic_auth(basic("nobody", "nope")["Authorization"])
+    assert costs[0][:7] == costs[1][:7] == b"$2b$06$"
 
 
 async def test_password_over_72_bytes_is_cut_like_bcrypt_does(
@@ -630,3 +663,52 @@ def test_example_web_config_is_valid() -> None:
     assert config.tls.cert_file == str(example.parent / "tls" / "server.crt")
     assert set(config.basic_auth_users) == {"prometheus"}
     assert config.headers["X-Frame-Options"] == "deny"
+
+
+def test_every_error_of_the_file_is_reported_at_once() -> None:
+    text = (
+        "tls_server_config:\n"  # 1
+        "  cert_file: c.pem\n"  # 2
+        "  min_version: TLS14\n"  # 3
+        "  cipher_suites: [TLS_AES_128_GCM_SHA256, TLS_AES_128_GCM_SHA256]\n"  # 4
+        "http_server_config:\n"  # 5
+        "  http2: 1\n"  # 6
+        "  headers: {X-Frame-Options: deny, x-frame-options: deny}\n"  # 7
+        "basic_auth_users:\n"  # 8
+        "  alice: plaintext\n"  # 9
+        "nope: 1\n"  # 10
+    )
+    with pytest.raises(WebConfigError) as caught:
+        WebConfig.parse(text)
+    found = [(issue.key, issue.reason, issue.line) for issue in caught.value.issues]
+    assert found == [
+        ("tls_server_config.key_file", "missing", 1),
+        ("tls_server_config.min_version", "'TLS14' is not one of TLS10, TLS11, TLS12, TLS13", 3),
+        (
+            "tls_server_config.cipher_suites",
+            "'TLS_AES_128_GCM_SHA256' is named twice (entries 0 and 1)",
+            4,
+        ),
+        ("http_server_config.http2", "expected true or false, got an integer", 6),
+        ("http_server_config.headers", "X-Frame-Options is given twice (in another case)", 7),
+        ("basic_auth_users.alice", "not a bcrypt hash ($2a$, $2b$ or $2y$)", 9),
+        (
+            "nope",
+            "unknown key (known: tls_server_config, http_server_config, basic_auth_users)",
+            10,
+        ),
+    ]
+    assert str(caught.value).endswith("(7 errors)")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+def test_only_regular_files_are_read(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "web.yml"
+    if kind == "fifo":
+        os.mkfifo(path)  # no writer: a plain open() would block for ever
+    else:
+        path.mkdir()
+    described = "a FIFO" if kind == "fifo" else "a directory"
+    with pytest.raises(WebConfigError) as caught:
+        WebConfigHolder(path)
+    assert str(caught.value) == f"web config file {path}: not a regular file ({described})"

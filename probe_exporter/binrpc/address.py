@@ -29,6 +29,7 @@ __all__ = [
     "Address",
     "AddressError",
     "Transport",
+    "has_protocol",
     "parse_address",
 ]
 
@@ -114,6 +115,12 @@ def parse_address(text: str) -> Address:
 
     protocol, sep, rest = text.partition(":")
     transport = PROTOCOLS.get(protocol.lower()) if sep else None
+    if transport in ("tcp", "udp") and rest.startswith("//"):
+        # The older Go exporter's URL form; Kamailio's syntax has no "//".
+        raise AddressError(
+            f"{text!r} is written as a URL: write {protocol}:{rest[2:]} (no '//'),"
+            " as Kamailio's ctl module does"
+        )
     if transport in ("unix", "unixd"):
         return Address(transport, path=_parse_path(rest, text))
     if transport is not None:
@@ -130,6 +137,13 @@ def parse_address(text: str) -> Address:
         raise AddressError(f"unix socket path must be absolute: {text!r}")
     host, port = _parse_host_port(text, text)
     return Address("udp", host=host, port=port)
+
+
+def has_protocol(text: str) -> bool:
+    """Whether an address names its protocol (`tcp:`, `unix:`...) or is a path (unix stream):
+    `HOST:PORT` alone is read as UDP, which is rarely what was meant."""
+    protocol, sep, _ = text.partition(":")
+    return text.startswith("/") or (bool(sep) and protocol.lower() in PROTOCOLS)
 
 
 def _is_port_text(text: str) -> bool:

@@ -6,6 +6,7 @@ values, or a Fault in place of a failed call) into metric families. No I/O happe
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -25,6 +26,8 @@ __all__ = [
     "int_field",
     "int_field_families",
     "nonempty",
+    "number",
+    "number_field",
     "single_struct",
     "str_field",
     "structs",
@@ -110,13 +113,26 @@ def str_field(values: Mapping[str | None, Value], name: str, method: str) -> str
     return value
 
 
+def number(value: Value | None, name: str, method: str) -> int | float:
+    """A numeric field as an INT or as a DOUBLE: Kamailio has widened fields from INT to DOUBLE
+    (5.7 `core.shmmem` and `sl.stats`, 6.0 `uac.reg_dump` expires and reg_init), so every
+    numeric field accepts both. A whole DOUBLE reads as an int."""
+    if type(value) is int:
+        return value
+    if type(value) is float and math.isfinite(value):
+        return int(value) if value.is_integer() else value
+    raise CollectorError(f"{method}: field {name!r} is not a number ({value!r})")
+
+
+def number_field(values: Mapping[str | None, Value], name: str, method: str) -> int | float:
+    return number(values.get(name), name, method)
+
+
 def count(value: Value | None, name: str, method: str) -> int:
     """An unsigned count: a 32-bit INT (≤5.6, read as unsigned) or a DOUBLE (5.7+ `j`)."""
     if type(value) is int:
         return value & 0xFFFFFFFF
-    if type(value) is float:
-        return int(value)
-    raise CollectorError(f"{method}: field {name!r} is not a number ({value!r})")
+    return int(number(value, name, method))
 
 
 def int_field_families(

@@ -39,7 +39,8 @@ BUILD_INFO = FamilyInfo(
     "Kamailio's version and build, as labels (always 1)",
     ("version", "arch", "os", "revision", "compiler", "compiled"),
     "core.version, core.info",
-    "revision is empty for builds outside git",
+    "revision is empty for builds outside git; os in lower case (6.1 says `Linux`, earlier "
+    "versions `linux`)",
 )
 FAMILIES = (UPTIME, START_TIME, BUILD_INFO)
 
@@ -61,7 +62,8 @@ def _version(reply: Reply) -> tuple[str, str, str, str]:
     match = _VERSION.match(text) if isinstance(text, str) else None
     if match is None:
         raise CollectorError(f"core.version: unexpected reply {reply!r}")
-    return match.group(2), match.group(3), match.group(4), match.group(5)
+    # Dashboards match on os: its case must not change with a Kamailio upgrade.
+    return match.group(2), match.group(3), match.group(4).lower(), match.group(5)
 
 
 def _collect(replies: Sequence[Reply], options: CollectorOptions) -> list[MetricFamily]:

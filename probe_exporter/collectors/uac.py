@@ -1,7 +1,7 @@
 """uac.reg_dump: the uac module's outbound registrations, registered or not, per remote.
 
 `flags` bits: 1 disabled, 2 ongoing, 4 online (registered), 8 auth sent, 16 initialised.
-The password fields are never read.
+`expires` is an INT up to 5.6 and a DOUBLE from 6.0. The password fields are never read.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from .base import (
     fields,
     int_field,
     nonempty,
+    number_field,
     str_field,
     structs,
 )
@@ -91,7 +92,7 @@ def _collect(replies: Sequence[Reply], options: CollectorOptions) -> list[Metric
         registered.samples.append((labels, 1 if current == "registered" else 0))
         for name in _STATES:
             state.samples.append(((*labels, name), 1 if current == name else 0))
-        expires.samples.append((labels, int_field(values, "expires", SOURCE)))
+        expires.samples.append((labels, number_field(values, "expires", SOURCE)))
     return nonempty([registered, state, expires])
 
 
