@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 from helpers import ExporterProcess, value
-from hostile_binrpc import Behaviour, HostileServer, Listener, reply_body
+from hostile_binrpc import Answer, Behaviour, HostileServer, Listener, reply_body
 
 from probe_exporter.binrpc.codec import Fault, Struct
 from probe_exporter.collectors.stats import KNOWN_GROUPS
@@ -66,7 +66,7 @@ def unique_stats(count: int, group: str = "hostile") -> bytes:
 ALMOST_A_MIB = DEFAULT_LIMITS.max_reply_bytes - 64
 
 # name -> (the fake's answers, the reason the probe must give)
-ATTACKS: dict[str, tuple[dict[str, list[object] | bytes | Fault], str]] = {
+ATTACKS: dict[str, tuple[dict[str, Answer], str]] = {
     # sixteen replies just under max_reply_bytes: 16 MiB in all
     "sixteen": (
         dict.fromkeys(SIXTEEN, empty_arrays(ALMOST_A_MIB)),
@@ -188,7 +188,7 @@ def test_a_hostile_target_is_stopped_at_a_limit_while_a_healthy_one_keeps_its_de
     threads = [threading.Thread(target=attack, args=(name,)) for name in ATTACKS]
     for thread in threads:
         thread.start()
-    latencies = []
+    latencies: list[float] = []
     while any(thread.is_alive() for thread in threads) and len(latencies) < HEALTHY_PROBES:
         body, elapsed = probe(exporter, "healthy")
         assert value(body, "kamailio_up") == 1.0, body
