@@ -161,6 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="override [pool] per_target",
     )
+    flag(
+        "--pool.max-adhoc-connections",
+        dest="max_adhoc_connections",
+        type=_positive_int,
+        default=None,
+        help="override [pool] max_adhoc_connections",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
@@ -181,6 +188,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         ("idle_ttl", _positive_float),
         ("max_connections", _positive_int),
         ("per_target", _positive_int),
+        ("max_adhoc_connections", _positive_int),
     ):
         value = getattr(args, name)
         if isinstance(value, str):
@@ -205,7 +213,7 @@ async def serve(args: argparse.Namespace, longest_timeout: float) -> None:
     gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
     pool_overrides = {
         name: getattr(args, name)
-        for name in ("idle_ttl", "max_connections", "per_target")
+        for name in ("idle_ttl", "max_connections", "per_target", "max_adhoc_connections")
         if getattr(args, name) is not None
     }
     settings = Settings(

@@ -251,7 +251,9 @@ class _ProbeRun:
         for attempt in (1, 2):
             reused = False
             try:
-                async with self.prober.pool.lease(address, timeout=self.remaining()) as lease:
+                async with self.prober.pool.lease(
+                    address, timeout=self.remaining(), listed=target.listed
+                ) as lease:
                     reused = lease.reused
                     self.connection = lease.connection
                     self.log.debug(

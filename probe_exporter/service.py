@@ -49,6 +49,9 @@ from .sources import redact_url
 
 log = logging.getLogger("probe_exporter")
 
+# Connections to HTTP sources open at once, at most.
+HTTP_SOURCE_CONNECTIONS = 256
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -117,6 +120,13 @@ class Exporter:
         self.draining = False
         self._reload_lock = asyncio.Lock()
 
+    @property
+    def outbound_descriptors(self) -> int:
+        """Descriptors the exporter's own connections can take at most: the pool's (with one
+        per probe in flight for a connection pushed out while in use) and the HTTP sources'.
+        The listeners and the HTTP clients' connections come on top."""
+        return self.pool.max_descriptors + self.settings.max_concurrent + HTTP_SOURCE_CONNECTIONS
+
     # -- lifecycle -------------------------------------------------------------------------
 
     @classmethod
@@ -125,7 +135,7 @@ class Exporter:
         config = await asyncio.to_thread(load_config, settings.config_file)
         http = aiohttp.ClientSession(
             headers={"User-Agent": f"kamailio-probe-exporter/{__version__}"},
-            connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=30),
+            connector=aiohttp.TCPConnector(limit=HTTP_SOURCE_CONNECTIONS, ttl_dns_cache=30),
             cookie_jar=aiohttp.DummyCookieJar(),
         )
         pool = _new_pool(_pool_settings(config, settings), None)
@@ -287,6 +297,7 @@ class Exporter:
             timeout=timeout,
             settings=functools.partial(settings_text, resolved, timeout, source),
             http_sources={name: url for name, url in sources if url},
+            limits=resolved.module.limits,
             listed=resolved.rule is None,
         )
 
@@ -319,6 +330,7 @@ def _pool_settings(config: Config, settings: Settings) -> dict[str, float | int]
         "idle_ttl": config.pool.idle_ttl,
         "max_connections": config.pool.max_connections,
         "per_target": config.pool.per_target,
+        "max_adhoc_connections": config.pool.max_adhoc_connections,
         **settings.pool_overrides,
     }
 
@@ -329,6 +341,7 @@ def _new_pool(pool_settings: Mapping[str, float | int], stats: PoolStats | None)
         idle_ttl=float(pool_settings["idle_ttl"]),
         max_connections=int(pool_settings["max_connections"]),
         per_target=int(pool_settings["per_target"]),
+        max_adhoc_connections=int(pool_settings["max_adhoc_connections"]),
         stats=stats,
     )
     pool.start()
