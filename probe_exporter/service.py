@@ -8,13 +8,16 @@ metrics, rendering and the history. The HTTP layer only turns its answer into a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import math
+import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import aiohttp
 
@@ -118,7 +121,8 @@ class Exporter:
         self._pool_settings = _pool_settings(config, settings)
         self.in_flight = 0
         self.draining = False
-        self._reload_lock = asyncio.Lock()
+        self._reloading: asyncio.Task[bool] | None = None
+        self._next_reload: asyncio.Task[bool] | None = None
 
     @property
     def outbound_descriptors(self) -> int:
@@ -132,7 +136,7 @@ class Exporter:
     @classmethod
     async def start(cls, settings: Settings) -> Exporter:
         """Loads the config file and builds the service; raises ConfigError or OSError."""
-        config = await asyncio.to_thread(load_config, settings.config_file)
+        config = await _load_config(settings.config_file)
         http = aiohttp.ClientSession(
             headers={"User-Agent": f"kamailio-probe-exporter/{__version__}"},
             connector=aiohttp.TCPConnector(limit=HTTP_SOURCE_CONNECTIONS, ttl_dns_cache=30),
@@ -164,25 +168,44 @@ class Exporter:
 
     async def reload(self) -> bool:
         """Loads the config file; an invalid file keeps the current config and raises
-        ReloadError."""
-        async with self._reload_lock:
-            try:
-                config = await asyncio.to_thread(load_config, self.settings.config_file)
-            except (ConfigError, OSError) as exc:
-                self.metrics.reload_success.set(0)
-                log.error(
-                    "config load failed, keeping the previous one: %s",
-                    exc,
-                    extra={"config": self.settings.config_file},
-                )
-                raise ReloadError(str(exc)) from exc
-            changed = config.sha256 != self.config.sha256
-            self._apply(config)
-            self.metrics.reload_success.set(1)
-            self.metrics.reload_timestamp.set(time.time())
-            if changed:
-                _log_loaded(config, self.settings.config_file)
-            return changed
+        ReloadError.
+
+        One reload runs at a time, whatever the callers do: a caller that goes away does not
+        stop it (the parse goes on in its thread anyway), and callers that come while one runs
+        share one more reload after it, which reads the file as it is then. So a storm of
+        requests costs two parses at most, one after the other."""
+        running = self._reloading
+        if running is None or running.done():
+            task = self._reloading = _task(self._reload_once())
+        elif self._next_reload is not None:
+            task = self._next_reload
+        else:
+            task = self._next_reload = _task(self._reload_after(running))
+        return await asyncio.shield(task)
+
+    async def _reload_after(self, running: asyncio.Task[bool]) -> bool:
+        await asyncio.wait([running])
+        self._reloading, self._next_reload = self._next_reload, None
+        return await self._reload_once()
+
+    async def _reload_once(self) -> bool:
+        try:
+            config = await _load_config(self.settings.config_file)
+        except (ConfigError, OSError) as exc:
+            self.metrics.reload_success.set(0)
+            log.error(
+                "config load failed, keeping the previous one: %s",
+                exc,
+                extra={"config": self.settings.config_file},
+            )
+            raise ReloadError(str(exc)) from exc
+        changed = config.sha256 != self.config.sha256
+        self._apply(config)
+        self.metrics.reload_success.set(1)
+        self.metrics.reload_timestamp.set(time.time())
+        if changed:
+            _log_loaded(config, self.settings.config_file)
+        return changed
 
     def _apply(self, config: Config) -> None:
         pool_settings = _pool_settings(config, self.settings)
@@ -323,6 +346,40 @@ class Exporter:
         if header is None:
             return budget, "default scrape timeout less the offset (no scrape timeout header)"
         return budget, "scrape timeout header less the offset"
+
+
+def _task(coroutine: Coroutine[Any, Any, bool]) -> asyncio.Task[bool]:
+    """A reload task; its outcome is retrieved even when every caller went away."""
+    task = asyncio.get_running_loop().create_task(coroutine)
+    task.add_done_callback(lambda done: done.cancelled() or done.exception())
+    return task
+
+
+async def _load_config(path: str) -> Config:
+    """load_config in a thread of its own, which the exporter's exit does not wait for: a
+    parse of a large file (or a read that hangs on a network file system) must not hold up
+    shutdown, as a thread of asyncio's default executor would (asyncio.run waits for them)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Config] = loop.create_future()
+
+    def settle(config: Config | None, error: BaseException | None) -> None:
+        if future.done():  # the caller was cancelled meanwhile
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(cast(Config, config))
+
+    def run() -> None:
+        try:
+            outcome: tuple[Config | None, BaseException | None] = (load_config(path), None)
+        except BaseException as exc:  # handed to the caller
+            outcome = (None, exc)
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(settle, *outcome)
+
+    threading.Thread(target=run, name="config-load", daemon=True).start()
+    return await future
 
 
 def _pool_settings(config: Config, settings: Settings) -> dict[str, float | int]:

@@ -777,7 +777,6 @@ def test_the_module_schema_has_every_collector_option() -> None:
     # A collector option missing from the schema could never be set in targets.toml.
     from probe_exporter.collectors import CollectorOptions
     from probe_exporter.config.document import ModuleDocument
-
     from probe_exporter.limits import ProbeLimits
 
     options = {option.name for option in dataclasses.fields(CollectorOptions)}

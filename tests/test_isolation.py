@@ -5,16 +5,24 @@ Kamailios that send what a real one never would.
   over a limit ends with up 0 at stage `limit`, naming the limit, within its deadline, while a
   healthy target's probes keep theirs.
 - The history is bounded in bytes as well as in probes.
+- Addresses probed ad hoc never push a listed target's connection out of the pool.
+- Reloads run one at a time whatever clients do, and neither slow probes past their deadlines
+  nor hold up shutdown.
 
 Every figure measured is printed (pytest -s shows them); loops are bounded in count and time.
 """
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import re
+import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from helpers import ExporterProcess, value
@@ -236,3 +244,173 @@ def test_the_history_is_bounded_in_bytes(exporter: ExporterProcess) -> None:
     assert kept_big, "the newest probe is always kept"
     assert len(kept_big) * size <= HISTORY_MAX_BYTES
     assert len(kept_big) < BIG_PROBES  # the count limit (100) alone would keep them all
+
+
+# -- the pool: ad-hoc addresses never starve listed targets -----------------------------------
+
+ADHOC_ADDRESSES = 40
+POOL_FLAGS = ("--pool.max-connections", "8", "--pool.max-adhoc-connections", "4")
+
+
+def test_adhoc_addresses_never_push_out_a_listed_targets_connection(
+    fakes: HostileServer, tmp_path: Path
+) -> None:
+    """The pool, made small, is filled ten times over by allowed addresses that answer BINRPC:
+    the listed target keeps its one connection throughout, and the pool's sockets stay within
+    both maximums."""
+    listed = fakes.listen(Behaviour.HEALTHY)
+    adhoc = [fakes.listen(Behaviour.HEALTHY) for _ in range(ADHOC_ADDRESSES)]
+    config = tmp_path / "targets.toml"
+    config.write_text(
+        f'[[targets]]\nname = "listed"\naddress = "{listed.address}"\ntimeout = 2\n\n'
+        '[[allow]]\naddress = "tcp:127.0.0.1/32:*"\n'
+    )
+    exporter = ExporterProcess(config, *POOL_FLAGS)
+    try:
+        body, _ = probe(exporter, "listed")
+        assert value(body, "kamailio_up") == 1.0, body
+        fds_before = exporter.fd_count()
+        most_fds = fds_before
+        for _ in range(3):
+            for index, fake in enumerate(adhoc):
+                body, _ = probe(exporter, fake.address)
+                assert value(body, "kamailio_up") == 1.0, body
+                if index % 10 == 0:
+                    body, _ = probe(exporter, "listed")
+                    assert value(body, "kamailio_up") == 1.0, body
+                most_fds = max(most_fds, exporter.fd_count())
+        adhoc_accepted = sum(fake.accepted for fake in adhoc)
+        print(
+            f"pool: {3 * ADHOC_ADDRESSES} ad-hoc probes, {adhoc_accepted} ad-hoc connections "
+            f"made; listed target connected {listed.accepted} time(s); exporter fds "
+            f"{fds_before} -> at most {most_fds}"
+        )
+        assert listed.accepted == 1  # never pushed out, never reconnected
+        assert adhoc_accepted > 4  # the ad-hoc ones did push out each other
+        # the listed connection is counted in fds_before; ad-hoc ones add 4 at most, plus
+        # one closing while the next opens
+        assert most_fds <= fds_before + 4 + 1
+    finally:
+        exporter.stop()
+
+
+# -- reloads: one at a time, never holding up probes or shutdown -------------------------------
+
+STORM_REQUESTS = 300
+STORM_SECONDS = 12.0
+BIG_TARGETS = 20_000
+
+
+def big_config(path: Path, healthy: Listener, targets: int, timeout: float) -> None:
+    """`targets` listed targets besides `healthy`; one address names no protocol, which every
+    load warns about once: the log counts the parses."""
+    lines = [
+        f"[modules.default]\ntimeout = {timeout}\n\n",
+        f'[[targets]]\nname = "healthy"\naddress = "{healthy.address}"\n\n',
+        '[[targets]]\nname = "bare"\naddress = "127.0.0.1:5060"\n\n',
+    ]
+    lines += [
+        f'[[targets]]\nname = "t{i}"\naddress = "tcp:10.0.{i // 250 % 256}.{i % 250 + 1}:2049"\n\n'
+        for i in range(targets)
+    ]
+    path.write_text("".join(lines))
+
+
+def abandoned_reload(port: int) -> None:
+    """POST /-/reload, then close at once without reading the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+        connection.sendall(b"POST /-/reload HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+
+
+def test_a_reload_storm_parses_one_at_a_time_and_probes_keep_their_deadline(
+    healthy: Listener, tmp_path: Path
+) -> None:
+    config = tmp_path / "targets.toml"
+    big_config(config, healthy, BIG_TARGETS, HEALTHY_TIMEOUT)
+    exporter = ExporterProcess(config, ready_timeout=60)
+    try:
+        probe(exporter, "healthy")
+        parses_before = exporter.log().count("names no protocol")
+        sent = 0
+        latencies: list[float] = []
+        stop = threading.Event()
+
+        def storm() -> None:
+            nonlocal sent
+            deadline = time.monotonic() + STORM_SECONDS
+            while sent < STORM_REQUESTS and time.monotonic() < deadline and not stop.is_set():
+                abandoned_reload(exporter.port)
+                sent += 1
+                time.sleep(0.02)
+
+        thread = threading.Thread(target=storm)
+        started = time.monotonic()
+        thread.start()
+        try:
+            while thread.is_alive() and time.monotonic() - started < STORM_SECONDS + 5:
+                body, elapsed = probe(exporter, "healthy")
+                assert value(body, "kamailio_up") == 1.0, body
+                latencies.append(elapsed)
+        finally:
+            stop.set()
+            thread.join(30)
+        storm_seconds = time.monotonic() - started
+        # the last reload ends; then a plain reload answers as before
+        status, _, text = http_post(exporter, "/-/reload")
+        assert status == 200, text
+        parses = exporter.log().count("names no protocol") - parses_before
+        print(
+            f"reload storm: {sent} abandoned reloads in {storm_seconds:.1f} s, {parses} parses "
+            f"of {BIG_TARGETS} targets; {len(latencies)} healthy probes, max "
+            f"{max(latencies):.3f} s, median {sorted(latencies)[len(latencies) // 2]:.3f} s"
+        )
+        assert max(latencies) < HEALTHY_TIMEOUT + SLACK
+        # one parse at a time, each taking a good part of a second: far fewer than requests
+        assert parses <= sent // 4
+    finally:
+        exporter.stop()
+
+
+def http_post(exporter: ExporterProcess, path: str) -> tuple[int, dict[str, str], str]:
+    connection = http.client.HTTPConnection("127.0.0.1", exporter.port, timeout=60)
+    try:
+        connection.request("POST", path)
+        response = connection.getresponse()
+        return response.status, dict(response.headers), response.read().decode()
+    finally:
+        connection.close()
+
+
+HUGE_TARGETS = 300_000
+# The drain waits for probes (1 s here) and the reload request, then the exit must not wait
+# for the parse: a deadline bound, with the machine's slack.
+SHUTDOWN_BOUND = 1.0 + 1.0 + SLACK + 2.0
+
+
+def test_sigterm_during_a_long_reload_exits_without_waiting_for_the_parse(
+    healthy: Listener, tmp_path: Path
+) -> None:
+    config = tmp_path / "targets.toml"
+    big_config(config, healthy, 0, 1.0)  # probes end within 1 s: so does the drain
+    exporter = ExporterProcess(config)
+    big_config(config, healthy, HUGE_TARGETS, 1.0)  # seconds of parsing
+
+    def reload() -> None:
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            http_post(exporter, "/-/reload")
+
+    reloading = threading.Thread(target=reload)
+    reloading.start()
+    time.sleep(1.0)  # the parse has begun
+    started = time.monotonic()
+    exporter.process.send_signal(signal.SIGTERM)
+    try:
+        code = exporter.process.wait(SHUTDOWN_BOUND + 10)
+    finally:
+        exporter.stop()
+        reloading.join(30)
+    took = time.monotonic() - started
+    loaded = f"config loaded: {HUGE_TARGETS + 2} targets" in exporter.log()
+    print(f"SIGTERM during a reload of {HUGE_TARGETS} targets: exited ({code}) in {took:.2f} s")
+    assert not loaded, "the parse ended before the exit: make the file larger"
+    assert took < SHUTDOWN_BOUND
