@@ -6,17 +6,41 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import hashlib
 import logging
 import os
 import signal
+import socket
 import sys
-from collections.abc import Sequence
+import urllib.parse
+from collections.abc import Coroutine, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NoReturn
 
 from aiohttp import web
 
 from . import __version__, logs, rpc_command
-from .config import ConfigError, load_config
-from .service import Exporter, ReloadError, Settings
+from .config import Config, ConfigError, load_config
+from .config.files import UnreadableFile, read_regular_file
+from .server import (
+    AUTO_MAX_CONNECTIONS,
+    ConnectionGuard,
+    GuardedSite,
+    HttpLimits,
+    SystemdSocketError,
+    mount,
+    raise_nofile_limit,
+    size_http_connections,
+    socket_name,
+    systemd_sockets,
+)
+from .service import (
+    MERGED_SOURCE_CONNECTIONS,
+    Exporter,
+    ReloadError,
+    Settings,
+    pool_descriptors,
+)
 from .web import create_app
 from .webconfig import WebConfigError, WebConfigHolder, web_middleware
 
@@ -63,37 +87,107 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def _route_prefix(text: str) -> str:
+    if not text.startswith("/"):
+        raise argparse.ArgumentTypeError(f"must start with '/': {text}")
+    return "/" + text.strip("/") if text.strip("/") else "/"
+
+
+def _external_url(text: str) -> str:
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise argparse.ArgumentTypeError(f"must be an absolute http(s) URL: {text}")
+    return text
+
+
+@dataclass(frozen=True)
+class _Flag:
+    name: str
+    dest: str
+    default: object
+    env: str
+    kind: str  # "value", "append" (repeatable; comma-separated in the env) or "bool"
+
+
+class _Parser(argparse.ArgumentParser):
+    """Flags that each have an environment variable, checked exactly as the flag is: the same
+    type, the same choices, the same message (naming the variable), exit code 2."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        # No defaults in the namespace: what is missing was not on the command line.
+        super().__init__(argument_default=argparse.SUPPRESS, **kwargs)
+        self.env_flags: list[_Flag] = []
+        self._env_context: str | None = None
+
+    def flag(self, name: str, *, dest: str, default: object = None, **kwargs: Any) -> None:
+        env = _env_name(name)
+        action = kwargs.get("action")
+        kind = {"append": "append", "store_true": "bool"}.get(str(action), "value")
+        self.env_flags.append(_Flag(name, dest, default, env, kind))
+        text = ",".join(default) if isinstance(default, list) else str(default)
+        shown = "" if default in (None, False) else f" (default: {text})"
+        kwargs["help"] = f"{kwargs.get('help', '')}{shown} [env {env}]"
+        self.add_argument(name, dest=dest, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        if self._env_context:
+            message = f"{self._env_context}: {message}"
+        super().error(message)
+
+    def from_env(self, flag: _Flag, text: str) -> object:
+        self._env_context = f"environment variable {flag.env}={text!r}"
+        try:
+            if flag.kind == "bool":
+                if text.lower() not in ("true", "false"):
+                    self.error("must be true or false")
+                return text.lower() == "true"
+            values = [v.strip() for v in text.split(",")] if flag.kind == "append" else [text]
+            namespace = self.parse_args([f"{flag.name}={v}" for v in values if v])
+            return getattr(namespace, flag.dest, flag.default)
+        finally:
+            self._env_context = None
+
+
+def build_parser() -> _Parser:
+    parser = _Parser(
         prog="kamailio-probe-exporter",
         description="Prometheus exporter for a fleet of Kamailio servers: Prometheus scrapes "
         "/probe?target=..., the exporter asks that Kamailio over BINRPC. "
         f"Every flag can also be set with an environment variable {ENV_PREFIX}<FLAG> "
         "(e.g. KAMAILIO_EXPORTER_CONFIG_FILE). "
         "Subcommand: 'rpc ADDRESS METHOD [PARAMS...]' calls one RPC and prints JSON.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-
-    def flag(name: str, **kwargs: object) -> None:
-        env = _env_name(name)
-        if env in os.environ and kwargs.get("action") != "append":
-            kwargs["default"] = os.environ[env]
-        kwargs["help"] = f"{kwargs.get('help', '')} [env {env}]"
-        parser.add_argument(name, **kwargs)  # type: ignore[arg-type]
-
+    flag = parser.flag
     flag("--config.file", dest="config_file", default="targets.toml", help="the targets.toml file")
     parser.add_argument(
         "--config.check",
         dest="config_check",
         action="store_true",
+        default=False,
         help="validate the config file and exit",
+    )
+    flag(
+        "--config.auto-reload-interval",
+        dest="auto_reload_interval",
+        type=_non_negative_float,
+        default=0.0,
+        help="seconds between checks of the config file's checksum; a changed file is "
+        "reloaded (0 disables)",
     )
     flag(
         "--web.listen-address",
         dest="listen",
         action="append",
-        default=None,
-        help=f"address to listen on, repeatable (default {DEFAULT_LISTEN})",
+        default=[DEFAULT_LISTEN],
+        help="address to listen on, repeatable",
+    )
+    flag(
+        "--web.systemd-socket",
+        dest="systemd_socket",
+        action="store_true",
+        default=False,
+        help="listen on the sockets systemd passes (socket activation) instead of "
+        "--web.listen-address",
     )
     flag(
         "--web.config.file",
@@ -101,8 +195,59 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="exporter-toolkit web config file: TLS and basic auth",
     )
-    flag("--log.level", dest="log_level", default="info", choices=sorted(logs.LEVELS))
-    flag("--log.format", dest="log_format", default="logfmt", choices=("logfmt", "json"))
+    flag(
+        "--web.external-url",
+        dest="external_url",
+        type=_external_url,
+        default=None,
+        help="the URL under which the exporter is reached (e.g. behind a reverse proxy); "
+        "its path is the default route prefix",
+    )
+    flag(
+        "--web.route-prefix",
+        dest="route_prefix",
+        type=_route_prefix,
+        default=None,
+        help="path prefix of every endpoint (default: the path of --web.external-url, or /)",
+    )
+    flag(
+        "--web.read-header-timeout",
+        dest="read_header_timeout",
+        type=_positive_float,
+        default=10.0,
+        help="seconds a client has to send a whole request head, from connecting or from the "
+        "first byte after an idle keep-alive pause (and for a TLS handshake)",
+    )
+    flag(
+        "--web.idle-timeout",
+        dest="idle_timeout",
+        type=_positive_float,
+        default=120.0,
+        help="seconds an idle keep-alive connection stays open",
+    )
+    flag(
+        "--web.max-connections",
+        dest="web_max_connections",
+        type=_non_negative_int,
+        default=0,
+        help="open client connections at most; at the cap, the one waiting longest without a "
+        "request in progress is closed (0: sized from the open file limit, at most "
+        f"{AUTO_MAX_CONNECTIONS})",
+    )
+    flag(
+        "--log.level",
+        dest="log_level",
+        default="info",
+        type=str.lower,
+        choices=sorted(logs.LEVELS),
+    )
+    flag(
+        "--log.format",
+        dest="log_format",
+        default="logfmt",
+        type=str.lower,
+        choices=("logfmt", "json"),
+    )
     flag(
         "--timeout-offset",
         dest="timeout_offset",
@@ -144,28 +289,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--pool.idle-ttl",
         dest="idle_ttl",
         type=_positive_float,
-        default=None,
         help="override [pool] idle_ttl",
     )
     flag(
         "--pool.max-connections",
         dest="max_connections",
         type=_positive_int,
-        default=None,
         help="override [pool] max_connections",
     )
     flag(
         "--pool.per-target",
         dest="per_target",
         type=_positive_int,
-        default=None,
         help="override [pool] per_target",
     )
     flag(
         "--pool.max-adhoc-connections",
         dest="max_adhoc_connections",
         type=_positive_int,
-        default=None,
         help="override [pool] max_adhoc_connections",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -173,30 +314,49 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """The command line, then each flag's environment variable (an empty one counts as unset),
+    then the default."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.listen is None:
-        env = os.environ.get(_env_name("--web.listen-address"))
-        args.listen = [a.strip() for a in env.split(",") if a.strip()] if env else [DEFAULT_LISTEN]
-    # Values from the environment arrive as strings: run them through the same checks.
-    for name, convert in (
-        ("timeout_offset", _non_negative_float),
-        ("default_scrape_timeout", _positive_float),
-        ("max_concurrent", _positive_int),
-        ("history_limit", _non_negative_int),
-        ("history_max_bytes", _positive_int),
-        ("idle_ttl", _positive_float),
-        ("max_connections", _positive_int),
-        ("per_target", _positive_int),
-        ("max_adhoc_connections", _positive_int),
-    ):
-        value = getattr(args, name)
-        if isinstance(value, str):
-            try:
-                setattr(args, name, convert(value))
-            except (ValueError, argparse.ArgumentTypeError) as exc:
-                parser.error(f"{_env_name('--' + name)}: {exc}")
+    for flag in parser.env_flags:
+        if hasattr(args, flag.dest):
+            continue
+        text = os.environ.get(flag.env, "")
+        setattr(args, flag.dest, parser.from_env(flag, text) if text else flag.default)
+    if args.route_prefix is None:
+        path = urllib.parse.urlsplit(args.external_url).path if args.external_url else "/"
+        args.route_prefix = _route_prefix(path or "/")
     return args
+
+
+# Environment variables of the older single-target Go exporter (pascomnet/kamailio_exporter;
+# florentchauveau's reads none). HOST, PORT and DEBUG are generic names that other software
+# sets for its own reasons (tcsh exports HOST as the machine's name, PaaS platforms set PORT
+# for the app's listener), so they alone never warn. HOST and PORT together, with HOST not this
+# machine's name, is that exporter's TCP set-up; so is any of the distinctive names.
+LEGACY_ENV = (
+    "SOCKET_PATH",
+    "BIND_IP",
+    "BIND_PORT",
+    "METRICS_PATH",
+    "RTPMETRICS_PATH",
+    "CUSTOM_KAMAILIO_METRICS_URL",
+)
+LEGACY_GENERIC_ENV = ("HOST", "PORT", "DEBUG")
+
+
+def legacy_env_names(environ: Mapping[str, str], hostname: str) -> list[str]:
+    """The old exporter's variables set in `environ`, when they look like its configuration."""
+    distinctive = [name for name in LEGACY_ENV if name in environ]
+    host = environ.get("HOST")
+    old_tcp_setup = (
+        host is not None
+        and "PORT" in environ
+        and host.lower() not in (hostname.lower(), hostname.split(".")[0].lower())
+    )
+    if not distinctive and not old_tcp_setup:
+        return []
+    return distinctive + [name for name in LEGACY_GENERIC_ENV if name in environ]
 
 
 def split_listen_address(address: str) -> tuple[str | None, int]:
@@ -209,7 +369,33 @@ def split_listen_address(address: str) -> tuple[str | None, int]:
     return host or None, int(port)
 
 
-async def serve(args: argparse.Namespace, longest_timeout: float) -> None:
+async def watch_config(exporter: Exporter, path: str, interval: float, seen: str | None) -> None:
+    """Reloads the config every `interval` seconds when the file's checksum changed since the
+    last look (`seen`). A file that fails to load is tried again only once it changes again."""
+    while True:
+        await asyncio.sleep(interval)
+        checksum = await asyncio.to_thread(file_checksum, path)
+        if checksum == seen:
+            continue
+        seen = checksum
+        log.info("config file changed, reloading", extra={"config": path})
+        # A failure is logged and counted by the exporter; the previous config stays.
+        with contextlib.suppress(ReloadError):
+            await exporter.reload()
+
+
+def file_checksum(path: str) -> str | None:
+    """SHA-256 of a regular file's bytes; None when it cannot be read (missing, or a FIFO,
+    which the read refuses rather than block on)."""
+    try:
+        return hashlib.sha256(read_regular_file(path)).hexdigest()
+    except UnreadableFile:
+        return None
+
+
+async def serve(
+    args: argparse.Namespace, config: Config, sockets: Sequence[socket.socket] = ()
+) -> None:
     gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
     pool_overrides = {
         name: getattr(args, name)
@@ -225,12 +411,40 @@ async def serve(args: argparse.Namespace, longest_timeout: float) -> None:
         default_scrape_timeout=args.default_scrape_timeout,
         pool_overrides=pool_overrides,
     )
+    nofile = raise_nofile_limit()
+    pool_max = pool_descriptors(config, settings)
+    limits = HttpLimits(
+        read_header_timeout=args.read_header_timeout,
+        idle_timeout=args.idle_timeout,
+        max_connections=size_http_connections(
+            args.web_max_connections, nofile, pool_max, MERGED_SOURCE_CONNECTIONS
+        ),
+    )
+    log.info(
+        "HTTP limits: %d client connections, request head within %gs, idle keep-alive %gs "
+        "(open file limit %d)",
+        limits.max_connections,
+        limits.read_header_timeout,
+        limits.idle_timeout,
+        nofile,
+    )
+    guard = ConnectionGuard(limits)
     web_config = WebConfigHolder(args.web_config_file) if args.web_config_file else None
+    # Read before the exporter loads the file: a change in between is caught by the watcher.
+    seen = file_checksum(args.config_file)
     exporter = await Exporter.start(settings)
-    app = create_app(exporter, (web_middleware(web_config),) if web_config else ())
+    app = mount(
+        create_app(exporter, (web_middleware(web_config),) if web_config else ()),
+        args.route_prefix,
+        (guard.middleware,),
+    )
     # Probes in flight when SIGTERM comes may finish: none outlives the longest timeout.
     runner = web.AppRunner(
-        app, handler_cancellation=True, access_log=None, shutdown_timeout=longest_timeout + 1.0
+        app,
+        handler_cancellation=True,
+        access_log=None,
+        shutdown_timeout=config.longest_timeout + 1.0,
+        keepalive_timeout=limits.idle_timeout,
     )
     try:
         await runner.setup()
@@ -238,33 +452,44 @@ async def serve(args: argparse.Namespace, longest_timeout: float) -> None:
         await exporter.stop()
         raise
     ssl_context = web_config.ssl_context() if web_config else None
-    for address in args.listen:
+    tls = " (TLS)" if ssl_context else ""
+    if sockets:
+        for sock in sockets:
+            await GuardedSite(runner, guard, sock=sock, ssl_context=ssl_context).start()
+            name = socket_name(sock)
+            log.info("listening on %s from systemd%s", name, tls, extra={"listen": name})
+    for address in () if sockets else args.listen:
         host, port = split_listen_address(address)
-        await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
-        log.info(
-            "listening on %s%s", address, " (TLS)" if ssl_context else "", extra={"listen": address}
-        )
+        site = GuardedSite(runner, guard, host=host, port=port, ssl_context=ssl_context)
+        await site.start()
+        log.info("listening on %s%s", address, tls, extra={"listen": address})
+    if args.route_prefix != "/":
+        log.info("serving under %s", args.external_url or args.route_prefix)
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    reloads: set[asyncio.Task[None]] = set()
+    tasks: set[asyncio.Task[None]] = set()
+
+    def start_task(coroutine: Coroutine[Any, Any, None]) -> None:
+        task = loop.create_task(coroutine)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
 
     async def reload() -> None:
         # A failure is logged and counted by the exporter; the previous config stays.
         with contextlib.suppress(ReloadError):
             await exporter.reload()
 
-    def on_hup() -> None:
-        task = loop.create_task(reload())
-        reloads.add(task)
-        task.add_done_callback(reloads.discard)
-
-    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    if args.auto_reload_interval > 0:
+        start_task(watch_config(exporter, args.config_file, args.auto_reload_interval, seen))
+    loop.add_signal_handler(signal.SIGHUP, lambda: start_task(reload()))
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down: draining %d probes in flight", exporter.in_flight)
     exporter.draining = True
+    for task in tasks:
+        task.cancel()
     await runner.cleanup()
 
 
@@ -284,6 +509,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return rpc_command.main(argv[1:])
     args = parse_args(argv)
     logs.configure(args.log_level, args.log_format)
+    legacy = legacy_env_names(os.environ, socket.gethostname())
+    if legacy:
+        log.warning(
+            "environment variables of the older kamailio_exporter are set and have no effect "
+            "here: %s; see docs/migrating.md for what replaces them",
+            ", ".join(legacy),
+        )
     try:
         config = load_config(args.config_file)
         if args.web_config_file:
@@ -304,7 +536,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 0
     try:
-        asyncio.run(serve(args, config.longest_timeout))
+        sockets = systemd_sockets() if args.systemd_socket else []
+    except SystemdSocketError as exc:
+        log.error("%s", exc)
+        return 1
+    try:
+        asyncio.run(serve(args, config, sockets))
     except (ConfigError, OSError) as exc:  # the listen port is taken, the file changed...
         log.error("cannot serve: %s", exc)
         return 1

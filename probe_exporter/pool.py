@@ -107,12 +107,6 @@ class ConnectionPool:
     def __len__(self) -> int:
         return len(self._cache) + len(self._adhoc)
 
-    @property
-    def max_descriptors(self) -> int:
-        """Sockets the pool keeps open at most: both maximums. A connection pushed out while a
-        probe uses it stays open until that probe ends: add one per probe in flight."""
-        return self._cache.limit + self._adhoc.limit
-
     def _cache_of(self, key: PoolKey) -> _ConnectionCache:
         return self._cache if key[1] >= 0 else self._adhoc
 

@@ -95,6 +95,7 @@ class ProbeResult:
     duration: float
     log: ProbeLogCapture
     settings: Callable[[], str]
+    reason: str | None = None  # why the probe failed, in one line (its log's error)
 
 
 class _StageFailure(Exception):
@@ -163,6 +164,7 @@ class _ProbeRun:
     async def run(self) -> ProbeResult:
         plog = self.log
         stage: str | None = None
+        reason: str | None = None
         http_tasks: dict[str, asyncio.Task[list[Metric]]] = {}
         duplicates: dict[str, int] = {}
         try:
@@ -177,20 +179,17 @@ class _ProbeRun:
                 async with asyncio.timeout_at(self.deadline):
                     await self._rpcs(target)
             except _StageFailure as failure:
-                stage = failure.stage
-                plog.error("probe failed at stage %s: %s", stage, str(failure))
+                stage, reason = failure.stage, str(failure)
+                plog.error("probe failed at stage %s: %s", stage, reason)
             except TimeoutError as exc:  # the probe's deadline, or one of the waits within it
                 stage = "timeout"
-                reason = next(
+                waited = next(
                     (text for kind, text in _TIMEOUT_REASONS if isinstance(exc, kind)), None
                 )
-                if reason is None:
-                    reason = self.connection.progress if self.connection else "no connection yet"
-                plog.error(
-                    "probe failed at stage timeout: no complete answer within %.3fs (%s)",
-                    self.timeout,
-                    reason,
-                )
+                if waited is None:
+                    waited = self.connection.progress if self.connection else "no connection yet"
+                reason = f"no complete answer within {self.timeout:.3f}s ({waited})"
+                plog.error("probe failed at stage timeout: %s", reason)
             duplicates = await self._merge_http(http_tasks)
         finally:  # also when cancelled because the scraper went away
             for task in http_tasks.values():
@@ -222,6 +221,7 @@ class _ProbeRun:
             duration,
             plog.capture,
             resolved.settings if resolved else self._unresolved_settings,
+            reason,
         )
 
     def _unresolved_settings(self) -> str:

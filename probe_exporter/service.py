@@ -12,6 +12,7 @@ import contextlib
 import functools
 import logging
 import math
+import re
 import threading
 import time
 import urllib.parse
@@ -49,11 +50,13 @@ from .probe import (
 from .probelog import ProbeLogCapture
 from .selfmetrics import SelfMetrics
 from .sources import redact_url
+from .status import StatusBoard
 
 log = logging.getLogger("probe_exporter")
 
-# Connections to HTTP sources open at once, at most.
-HTTP_SOURCE_CONNECTIONS = 256
+MERGED_SOURCE_CONNECTIONS = 256  # open HTTP connections to merged sources, all targets together
+# What Prometheus sends in X-Prometheus-Scrape-Timeout-Seconds (Go's strconv.FormatFloat).
+_SECONDS = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 
 
 @dataclass(frozen=True)
@@ -118,18 +121,13 @@ class Exporter:
         self.prober = prober
         self.history = history
         self.metrics = metrics
+        self.status = StatusBoard()
+        self.started_at = time.time()
         self._pool_settings = _pool_settings(config, settings)
         self.in_flight = 0
         self.draining = False
         self._reloading: asyncio.Task[bool] | None = None
         self._next_reload: asyncio.Task[bool] | None = None
-
-    @property
-    def outbound_descriptors(self) -> int:
-        """Descriptors the exporter's own connections can take at most: the pool's (with one
-        per probe in flight for a connection pushed out while in use) and the HTTP sources'.
-        The listeners and the HTTP clients' connections come on top."""
-        return self.pool.max_descriptors + self.settings.max_concurrent + HTTP_SOURCE_CONNECTIONS
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -139,7 +137,7 @@ class Exporter:
         config = await _load_config(settings.config_file)
         http = aiohttp.ClientSession(
             headers={"User-Agent": f"kamailio-probe-exporter/{__version__}"},
-            connector=aiohttp.TCPConnector(limit=HTTP_SOURCE_CONNECTIONS, ttl_dns_cache=30),
+            connector=aiohttp.TCPConnector(limit=MERGED_SOURCE_CONNECTIONS, ttl_dns_cache=30),
             cookie_jar=aiohttp.DummyCookieJar(),
         )
         pool = _new_pool(_pool_settings(config, settings), None)
@@ -219,6 +217,7 @@ class Exporter:
             old.retire()
         self.config = config
         self.metrics.set_modules(config.modules)
+        self.status.keep(config.targets, config.modules)
 
     # -- probing ---------------------------------------------------------------------------
 
@@ -242,8 +241,8 @@ class Exporter:
             # rules judge the decoded value like any other.
             target = urllib.parse.unquote(target)
         if self.in_flight >= self.settings.max_concurrent:
-            return self._refuse(
-                "overload", f"more than {self.settings.max_concurrent} probes in flight"
+            return self.refuse(
+                "overload", f"more than {self.settings.max_concurrent} probes in flight", target
             )
         self.in_flight += 1
         self.metrics.in_flight.inc()
@@ -255,11 +254,9 @@ class Exporter:
                 ProbeRequest(target, module or DEFAULT_MODULE, budget, resolve), started=started
             )
         except BadRequest as exc:
-            return self._refuse("bad_request", str(exc))
+            return self.refuse("bad_request", str(exc), target)
         except TargetRefused as exc:
-            if exc.reason == "forbidden":
-                log.warning("target rejected: %s", exc, extra={"target": target[:256]})
-            return self._refuse(exc.reason, str(exc))
+            return self.refuse(exc.reason, str(exc), target)
         finally:
             self.in_flight -= 1
             self.metrics.in_flight.dec()
@@ -272,7 +269,8 @@ class Exporter:
             payload = renderer(result.families)
         # The history keeps the rendered body, not the families: one object instead of a probe's
         # thousands, freed now while they are still in the CPU's caches.
-        self.history.add(
+        ended = time.time()
+        record = self.history.add(
             result.target,
             result.module,
             result.success,
@@ -281,11 +279,27 @@ class Exporter:
             result.log,
             payload,
             result.settings,
+            result.reason,
+            ended,
+        )
+        self.status.probe_ended(
+            result.target,
+            result.module,
+            listed=result.target in config.targets,
+            success=result.success,
+            stage=result.stage,
+            reason=result.reason,
+            duration=result.duration,
+            probe_id=record.id if record else None,
+            at=ended,
         )
         return ProbeAnswer(None, "", payload, content_type, result.log, result.settings)
 
-    def _refuse(self, reason: str, message: str) -> ProbeAnswer:
+    def refuse(self, reason: str, message: str, target: str | None) -> ProbeAnswer:
+        """Counts a /probe request refused for `reason` (see ProbeAnswer), for the metrics and
+        the status page; `target` is the parameter as sent, if any."""
         self.metrics.rejected.labels(reason).inc()
+        self.status.refused(reason, target, message, time.time())
         return ProbeAnswer(reason, message)
 
     async def _resolve(
@@ -302,6 +316,8 @@ class Exporter:
         except TargetResolveError as exc:
             raise ResolveError(str(exc)) from None
         except TargetRejected as exc:
+            # The client gets the message; only the log tells what a name resolved to.
+            log.warning("target rejected: %s", exc.detail, extra={"target": target[:256]})
             raise TargetRefused("forbidden", str(exc)) from None
         except UnknownModule as exc:
             raise TargetRefused("bad_request", str(exc)) from None
@@ -330,12 +346,12 @@ class Exporter:
         if header is None:
             scrape = self.settings.default_scrape_timeout
         else:
-            try:
-                scrape = float(header)
-            except ValueError:
+            # ASCII decimals only: float() also takes " 5", "1_0", "٣" and "nan".
+            if _SECONDS.fullmatch(header) is None:
                 raise BadRequest(
                     f"X-Prometheus-Scrape-Timeout-Seconds is not a number: {header[:64]!r}"
-                ) from None
+                )
+            scrape = float(header)
             if not math.isfinite(scrape) or scrape <= 0:
                 raise BadRequest("X-Prometheus-Scrape-Timeout-Seconds must be positive")
         budget = scrape - self.settings.timeout_offset
@@ -380,6 +396,13 @@ async def _load_config(path: str) -> Config:
 
     threading.Thread(target=run, name="config-load", daemon=True).start()
     return await future
+
+
+def pool_descriptors(config: Config, settings: Settings) -> int:
+    """Sockets the BINRPC pool keeps open at most under `config` and the command line's
+    overrides: listed targets' and ad-hoc addresses' maximums together."""
+    pool = _pool_settings(config, settings)
+    return int(pool["max_connections"]) + int(pool["max_adhoc_connections"])
 
 
 def _pool_settings(config: Config, settings: Settings) -> dict[str, float | int]:

@@ -12,7 +12,8 @@ if [ "${1:-}" = "--fast" ]; then
     .venv/bin/mypy
     exec .venv/bin/pytest -m hermetic "$@"
 fi
-apt_install kamailio=kamailio sipp=sip-tester promtool=prometheus curl=curl openssl=openssl systemd-analyze=systemd
+apt_install kamailio=kamailio sipp=sip-tester promtool=prometheus curl=curl openssl=openssl systemd-analyze=systemd \
+    chromium=chromium chromedriver=chromium-driver
 # tls.so is a separate Debian package; the test Kamailio loads it for tls.info.
 if [ ! -e /usr/lib/x86_64-linux-gnu/kamailio/modules/tls.so ] && [ ! -e /usr/lib/aarch64-linux-gnu/kamailio/modules/tls.so ]; then
     apt_packages kamailio-tls-modules

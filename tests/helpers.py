@@ -152,6 +152,7 @@ class _Process:
         log_path: Path,
         cwd: Path = ROOT,
         env: dict[str, str] | None = None,
+        preexec_fn: Callable[[], None] | None = None,
     ) -> None:
         self.log_path = log_path
         with log_path.open("ab") as log:
@@ -162,6 +163,7 @@ class _Process:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, **(env or {})},
+                preexec_fn=preexec_fn,
             )
 
     @property
@@ -201,6 +203,7 @@ class ExporterProcess(_Process):
         log_path: Path | None = None,
         ready_timeout: float = 20.0,
         env: dict[str, str] | None = None,
+        preexec_fn: Callable[[], None] | None = None,
     ) -> None:
         (self.port,) = free_ports("tcp")
         self.url = f"{scheme}://127.0.0.1:{self.port}"
@@ -215,6 +218,7 @@ class ExporterProcess(_Process):
             ],
             log_path or config.with_name(f"exporter-{self.port}.log"),
             env=env,
+            preexec_fn=preexec_fn,
         )
 
         def listening() -> bool:

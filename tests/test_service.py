@@ -204,9 +204,9 @@ async def test_landing_page_history_and_logs(service: TestClient[Any, Any]) -> N
     await probe(service, target="kam-tcp")
     await probe(service, target="dead")
     page = await (await service.get("/")).text()
-    recent = page.split("<h2>Recent probes</h2>")[1]
+    recent = page.split('<h2 id="probes">Recent probes</h2>')[1]
     assert recent.index(">dead<") < recent.index(">kam-tcp<")  # newest first
-    assert "<strong>Failure</strong>" in recent
+    assert '<span class="badge down">FAILURE</span>' in recent
     logs = await service.get("/logs", params={"target": "dead"})
     assert "probe failed at stage connect" in await logs.text()
     logs_up = await (await service.get("/logs", params={"target": "kam-tcp"})).text()

@@ -269,9 +269,9 @@ async def test_logs_pages_and_landing_page(client: TestClient[Any, Any]) -> None
     await probe(client, target="closed")
     await probe(client, target="closed-fast")
     page = await (await client.get("/")).text()
-    recent = page.split("<h2>Recent probes</h2>")[1]
+    recent = page.split('<h2 id="probes">Recent probes</h2>')[1]
     assert recent.index(">closed-fast<") < recent.index(">closed<")  # newest first
-    assert "<strong>Failure</strong> (connect)" in recent
+    assert 'FAILURE</span> <span class="stage">connect</span>' in recent
     first = await (await client.get("/logs", params={"id": "1"})).text()
     assert "Module configuration:\ntarget: closed\naddress: tcp:127.0.0.1:" in first
     assert (await client.get("/logs", params={"id": "999999"})).status == 404
