@@ -5,8 +5,10 @@ probe's budget), then runs the RPCs and fetches the target's HTTP sources meanwh
 raises for a target's failure: it returns `kamailio_up 0` with the failed stage
 (`kamailio_probe_failure_info{stage}`), so that Prometheus keeps the probe's own metrics. Only a
 target that must not be probed at all raises (TargetRefused). Each class of error maps to its
-stage: ResolveError to resolve, ConnectError to connect, ConnectionLost to rpc, ProtocolError to
-decode, and every wait that ran out of time (ExporterTimeout, the probe's deadline) to timeout.
+stage: ResolveError to resolve, ConnectError to connect, ConnectionLost to rpc, LimitExceeded
+(a limit of the module's ProbeLimits, see limits.py) and too many samples to limit,
+ProtocolError to decode, and every wait that ran out of time (ExporterTimeout, the probe's
+deadline) to timeout.
 """
 
 from __future__ import annotations
