@@ -39,6 +39,7 @@ from .service import (
     Exporter,
     ReloadError,
     Settings,
+    config_loading,
     pool_descriptors,
 )
 from .web import create_app
@@ -545,6 +546,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, OSError) as exc:  # the listen port is taken, the file changed...
         log.error("cannot serve: %s", exc)
         return 1
+    if config_loading():
+        # A reload's read or parse still runs in its thread: exit now rather than wait for it,
+        # and before the interpreter's teardown, which a thread running on would crash.
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(0)
     return 0
 
 

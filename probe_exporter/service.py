@@ -371,6 +371,9 @@ def _task(coroutine: Coroutine[Any, Any, bool]) -> asyncio.Task[bool]:
     return task
 
 
+_CONFIG_LOAD_THREAD = "config-load"
+
+
 async def _load_config(path: str) -> Config:
     """load_config in a thread of its own, which the exporter's exit does not wait for: a
     parse of a large file (or a read that hangs on a network file system) must not hold up
@@ -394,8 +397,13 @@ async def _load_config(path: str) -> Config:
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
             loop.call_soon_threadsafe(settle, *outcome)
 
-    threading.Thread(target=run, name="config-load", daemon=True).start()
+    threading.Thread(target=run, name=_CONFIG_LOAD_THREAD, daemon=True).start()
     return await future
+
+
+def config_loading() -> bool:
+    """Whether a config read or parse is still running in its thread."""
+    return any(t.name == _CONFIG_LOAD_THREAD and t.is_alive() for t in threading.enumerate())
 
 
 def pool_descriptors(config: Config, settings: Settings) -> int:
