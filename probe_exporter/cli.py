@@ -36,7 +36,14 @@ from .server import (
     socket_name,
     systemd_sockets,
 )
-from .service import MERGED_SOURCE_CONNECTIONS, Exporter, ReloadError, Settings
+from .service import (
+    MERGED_SOURCE_CONNECTIONS,
+    Exporter,
+    ReloadError,
+    Settings,
+    config_loading,
+    pool_descriptors,
+)
 from .web import create_app
 from .webconfig import WebConfigError, WebConfigHolder, web_middleware
 
@@ -275,6 +282,14 @@ def build_parser() -> _Parser:
         help="recent probes kept for the landing page and /logs (0 disables)",
     )
     flag(
+        "--history.max-bytes",
+        dest="history_max_bytes",
+        type=_positive_int,
+        default=64 << 20,
+        help="rendered metrics kept in the history at most, in bytes; the oldest probes go "
+        "first (the newest is always kept)",
+    )
+    flag(
         "--pool.idle-ttl",
         dest="idle_ttl",
         type=_positive_float,
@@ -291,6 +306,12 @@ def build_parser() -> _Parser:
         dest="per_target",
         type=_positive_int,
         help="override [pool] per_target",
+    )
+    flag(
+        "--pool.max-adhoc-connections",
+        dest="max_adhoc_connections",
+        type=_positive_int,
+        help="override [pool] max_adhoc_connections",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
@@ -372,7 +393,7 @@ async def serve(
     gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
     pool_overrides = {
         name: getattr(args, name)
-        for name in ("idle_ttl", "max_connections", "per_target")
+        for name in ("idle_ttl", "max_connections", "per_target", "max_adhoc_connections")
         if getattr(args, name) is not None
     }
     settings = Settings(
@@ -380,11 +401,12 @@ async def serve(
         timeout_offset=args.timeout_offset,
         max_concurrent=args.max_concurrent,
         history_limit=args.history_limit,
+        history_max_bytes=args.history_max_bytes,
         default_scrape_timeout=args.default_scrape_timeout,
         pool_overrides=pool_overrides,
     )
     nofile = raise_nofile_limit()
-    pool_max = args.max_connections or config.pool.max_connections
+    pool_max = pool_descriptors(config, settings)
     limits = HttpLimits(
         read_header_timeout=args.read_header_timeout,
         idle_timeout=args.idle_timeout,
@@ -517,6 +539,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, OSError) as exc:  # the listen port is taken, the file changed...
         log.error("cannot serve: %s", exc)
         return 1
+    if config_loading():
+        # A reload's read or parse still runs in its thread: exit now rather than wait for it,
+        # and before the interpreter's teardown, which a thread running on would crash.
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(0)
     return 0
 
 
