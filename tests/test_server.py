@@ -28,7 +28,8 @@ import pytest
 from helpers import ROOT, ExporterProcess, http_get, make_certificate, value, wait_until
 from kamailio_harness import free_ports
 
-from probe_exporter.cli import build_parser, legacy_env_names, parse_args
+from probe_exporter.cli import build_parser, parse_args
+from probe_exporter.flags import legacy_env_names
 
 COMMAND = [sys.executable, "-m", "probe_exporter.cli"]
 SLACK = 1.0  # the server's close may come this much after its deadline
