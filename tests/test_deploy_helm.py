@@ -24,6 +24,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from helpers import make_certificate
 
 from probe_exporter import __version__
 from probe_exporter.binrpc.address import parse_address
@@ -966,40 +967,6 @@ def test_rendering_is_deterministic() -> None:
     assert helm("template", RELEASE, str(CHART), "-f", path).stdout == first
 
 
-def _self_signed_certificate(directory: Path) -> None:
-    """tls.crt and tls.key, as the kubernetes.io/tls Secret of the web-config values holds."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        message = "openssl not found: needed for a test certificate"
-        if os.environ.get("CI", "").lower() in ("true", "1"):
-            pytest.fail(message)
-        pytest.skip(message)
-    directory.mkdir()
-    subprocess.run(
-        [
-            openssl,
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=kamailio-probe-exporter",
-            "-keyout",
-            str(directory / "tls.key"),
-            "-out",
-            str(directory / "tls.crt"),
-        ],
-        capture_output=True,
-        timeout=30,
-        check=True,
-    )
-
-
 @pytest.mark.parametrize(
     "values_file",
     ["default-values.yaml", "extras-values.yaml", "web-config-values.yaml"],
@@ -1017,7 +984,11 @@ def test_rendered_args_are_accepted_by_the_exporter(values_file: str, tmp_path: 
                 content.replace("/etc/kamailio-probe-exporter", str(tmp_path))
             )
     if values_file == "web-config-values.yaml":
-        _self_signed_certificate(tmp_path / "tls")
+        # tls.crt and tls.key, as the kubernetes.io/tls Secret of the web-config values holds
+        (tmp_path / "tls").mkdir()
+        cert, key = make_certificate(tmp_path / "tls")
+        cert.rename(tmp_path / "tls" / "tls.crt")
+        key.rename(tmp_path / "tls" / "tls.key")
     args = [arg.replace("/etc/kamailio-probe-exporter", str(tmp_path)) for arg in container["args"]]
     result = subprocess.run(
         [sys.executable, "-m", "probe_exporter.cli", *args, "--config.check"],
