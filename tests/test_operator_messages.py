@@ -282,3 +282,24 @@ def test_a_down_target_is_logged_when_it_goes_down_and_when_it_recovers(
         rf"working again after {down} failed probes in \d+s \(failed at stage connect\)",
         lines[2]["msg"],
     )
+
+
+def test_a_refused_target_is_logged_once_as_a_warning(tmp_path: Path) -> None:
+    """A typo'd target in a scrape config is refused on every scrape: the first refusal of
+    each text is a warning, the repeats are at debug level."""
+    (closed_port,) = free_ports("tcp")
+    config = tmp_path / "targets.toml"
+    config.write_text(f'[[targets]]\nname = "kam"\naddress = "tcp:127.0.0.1:{closed_port}"\n')
+    typo, outside = "kam-typo", "tcp:192.0.2.1:2046"
+    exporter = ExporterProcess(config, "--log.format", "json", "--log.level", "debug")
+    try:
+        for target in (typo, typo, outside, typo, outside, typo, typo):
+            status, _, body = exporter.get("/probe", target=target)
+            assert status == 403, body
+    finally:
+        exporter.stop()
+    for target, refusals in ((typo, 5), (outside, 2)):
+        lines = log_lines(exporter, target)
+        assert [line["level"] for line in lines] == ["warn"] + ["debug"] * (refusals - 1)
+        assert lines[0]["msg"].startswith("target rejected: ")
+        assert all(line["msg"].startswith("target rejected again: ") for line in lines[1:])
