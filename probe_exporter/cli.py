@@ -151,6 +151,7 @@ def build_parser() -> flags.EnvFlagParser:
         "--log.prober",
         dest="log_prober",
         default="info",
+        type=str.lower,
         choices=sorted(logs.LEVELS),
         help="level from which probes' log lines go to the log, whatever --log.level",
     )

@@ -907,6 +907,9 @@ def test_extras_reach_the_pod() -> None:
             "'lables' not allowed",
         ),
         ("--set", "log.level=verbose", "at '/log/level'"),
+        ("--set", "log.prober=DEBUG", "at '/log/prober'"),
+        ("--set-json", "config.autoReloadInterval=-1", "at '/config/autoReloadInterval'"),
+        ("--set", "config.autoReloadInterval=30s", "at '/config/autoReloadInterval'"),
         ("--set", "probe.interval=30 seconds", "at '/probe/interval'"),
         ("--set", "service.port=70000", "at '/service/port'"),
         ("--set", "image.digest=latest", "at '/image/digest'"),
@@ -989,7 +992,12 @@ def test_rendered_args_are_accepted_by_the_exporter(values_file: str, tmp_path: 
         cert, key = make_certificate(tmp_path / "tls")
         cert.rename(tmp_path / "tls" / "tls.crt")
         key.rename(tmp_path / "tls" / "tls.key")
-    args = [arg.replace("/etc/kamailio-probe-exporter", str(tmp_path)) for arg in container["args"]]
+    _passes_config_check(container["args"], tmp_path)
+
+
+def _passes_config_check(args: list[str], config_dir: Path) -> None:
+    """The container's arguments, the pod's files read from `config_dir`, pass --config.check."""
+    args = [arg.replace("/etc/kamailio-probe-exporter", str(config_dir)) for arg in args]
     result = subprocess.run(
         [sys.executable, "-m", "probe_exporter.cli", *args, "--config.check"],
         capture_output=True,
@@ -999,6 +1007,42 @@ def test_rendered_args_are_accepted_by_the_exporter(values_file: str, tmp_path: 
         env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("values", "interval"),
+    [
+        ({}, None),  # a change of `targets` rolls the pods
+        ({"replicas": 3}, "30"),  # POST /-/reload through the Service reaches one of them
+        ({"autoscaling": {"enabled": True}}, "30"),
+        ({"existingConfig": {"configMapName": "fleet"}}, "30"),  # nothing rolls the pods
+        ({"existingConfig": {"secretName": "fleet"}}, "30"),
+        ({"existingConfig": {"configMapName": "fleet"}, "config": {"autoReloadInterval": 0}}, None),
+        ({"config": {"autoReloadInterval": 2.5}}, "2.5"),
+        ({"replicas": 2, "config": {"autoReloadInterval": 120}}, "120"),
+    ],
+)
+def test_config_auto_reload_interval(
+    values: dict[str, Any], interval: str | None, tmp_path: Path
+) -> None:
+    docs = render_values(tmp_path, values)
+    args = only(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    flag = "--config.auto-reload-interval="
+    assert [arg.removeprefix(flag) for arg in args if arg.startswith(flag)] == (
+        [interval] if interval else []
+    )
+    (tmp_path / "targets.toml").write_text('[[targets]]\nname = "kam"\naddress = "tcp:k:2049"\n')
+    _passes_config_check(args, tmp_path)
+
+
+@pytest.mark.parametrize("level", ["debug", "info", "warn", "error"])
+def test_log_prober_sets_the_flag(level: str, tmp_path: Path) -> None:
+    docs = render_values(tmp_path, {"log": {"prober": level, "level": "error"}})
+    args = only(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert f"--log.prober={level}" in args
+    assert "--log.level=error" in args
+    (tmp_path / "targets.toml").write_text('[[targets]]\nname = "kam"\naddress = "tcp:k:2049"\n')
+    _passes_config_check(args, tmp_path)
 
 
 # --- alert overrides, egress ports, spreading, resources, address syntax ----------------------

@@ -514,6 +514,7 @@ def test_environment_values_are_case_insensitive_where_flags_are(targets: Path) 
     try:
         assert parse_args([]).log_level == "warn"
         assert parse_args(["--log.level", "ERROR"]).log_level == "error"  # the flag wins
+        assert parse_args(["--log.prober", "DEBUG"]).log_prober == "debug"
     finally:
         os.environ.pop("KAMAILIO_EXPORTER_LOG_LEVEL")
         os.environ.update({k: v for k, v in saved.items() if v is not None})
