@@ -131,6 +131,7 @@ class Exporter:
         self._reloading: asyncio.Task[bool] | None = None
         self._next_reload: asyncio.Task[bool] | None = None
         self.failures = FailureLog()
+        self.refusals = RefusalLog()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -321,7 +322,7 @@ class Exporter:
             raise ResolveError(str(exc)) from None
         except TargetRejected as exc:
             # The client gets the message; only the log tells what a name resolved to.
-            log.warning("target rejected: %s", exc.detail, extra={"target": target[:256]})
+            self.refusals.report(target, exc.detail)
             raise TargetRefused("forbidden", str(exc)) from None
         except UnknownModule as exc:
             raise TargetRefused("bad_request", str(exc)) from None
@@ -509,6 +510,32 @@ class FailureLog:
         self._failing[key] = before
         if len(self._failing) > self.limit:
             self._failing.popitem(last=False)
+
+
+class RefusalLog:
+    """Logs the refusal of a target text at warning the first time, then at debug: a typo'd
+    target in a scrape config is refused on every scrape, forever. Keeps the last `limit`
+    texts (the oldest forgotten first: its next refusal is reported again)."""
+
+    def __init__(self, limit: int = 1024) -> None:
+        self.limit = limit
+        self._seen: OrderedDict[str, None] = OrderedDict()
+
+    def report(self, target: str, detail: str) -> None:
+        text = target[:256]  # the key and the log field: a request's target may be kilobytes
+        repeated = text in self._seen
+        if repeated:
+            self._seen.move_to_end(text)
+            log.debug("target rejected again: %s", detail, extra={"target": text})
+            return
+        self._seen[text] = None
+        if len(self._seen) > self.limit:
+            self._seen.popitem(last=False)
+        log.warning(
+            "target rejected: %s (its next refusals are logged at debug level)",
+            detail,
+            extra={"target": text},
+        )
 
 
 def _duration(seconds: float) -> str:

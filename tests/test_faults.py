@@ -59,15 +59,6 @@ UNIX_SOAK = (
 
 
 @pytest.fixture(scope="module")
-def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostileServer]:
-    server = HostileServer(tmp_path_factory.mktemp("hostile"))
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
 def named(hostile: HostileServer) -> dict[Behaviour, Listener]:
     """One TCP listener per misbehaviour, listed in targets.toml by its name."""
     return {behaviour: hostile.listen(behaviour) for behaviour in MISBEHAVIOURS}

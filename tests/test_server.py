@@ -28,7 +28,8 @@ import pytest
 from helpers import ROOT, ExporterProcess, http_get, make_certificate, value, wait_until
 from kamailio_harness import free_ports
 
-from probe_exporter.cli import build_parser, legacy_env_names, parse_args
+from probe_exporter.cli import build_parser, parse_args
+from probe_exporter.flags import legacy_env_names
 
 COMMAND = [sys.executable, "-m", "probe_exporter.cli"]
 SLACK = 1.0  # the server's close may come this much after its deadline
@@ -519,6 +520,7 @@ def test_environment_values_are_case_insensitive_where_flags_are(targets: Path) 
     try:
         assert parse_args([]).log_level == "warn"
         assert parse_args(["--log.level", "ERROR"]).log_level == "error"  # the flag wins
+        assert parse_args(["--log.prober", "DEBUG"]).log_prober == "debug"
     finally:
         os.environ.pop("KAMAILIO_EXPORTER_LOG_LEVEL")
         os.environ.update({k: v for k, v in saved.items() if v is not None})
