@@ -194,7 +194,7 @@ def build_parser() -> flags.EnvFlagParser:
     flag(
         "--history.max-bytes",
         dest="history_max_bytes",
-        type=_positive_int,
+        type=flags.positive_int,
         default=64 << 20,
         help="rendered metrics kept in the history at most, in bytes; the oldest probes go "
         "first (the newest is always kept)",
@@ -220,7 +220,7 @@ def build_parser() -> flags.EnvFlagParser:
     flag(
         "--pool.max-adhoc-connections",
         dest="max_adhoc_connections",
-        type=_positive_int,
+        type=flags.positive_int,
         help="override [pool] max_adhoc_connections",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
