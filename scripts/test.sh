@@ -2,15 +2,16 @@
 # Runs every check: ruff, mypy --strict and the whole pytest suite (extra args go to pytest).
 # Installs Kamailio, sipp and Prometheus from Debian packages when missing and run as root, and
 # builds the Debian chroots of Kamailio 6.0 and 6.1 (scripts/kamailio-chroot.sh) unless cached.
-# --fast (first argument): the same checks, but only the hermetic tests (`pytest -m hermetic`,
-# see tests/conftest.py), which need none of those programs: nothing is installed but .venv.
+# --fast (first argument): the same checks, but only the quick hermetic tests (`pytest -m
+# "hermetic and not slow"`, see tests/conftest.py), which need none of those programs: nothing
+# is installed but .venv.
 EXTRAS="[test]" source "$(dirname "$0")/setup-env.sh"
 if [ "${1:-}" = "--fast" ]; then
     shift
     .venv/bin/ruff check .
     .venv/bin/ruff format --check .
     .venv/bin/mypy
-    exec .venv/bin/pytest -m hermetic "$@"
+    exec .venv/bin/pytest -m "hermetic and not slow" "$@"
 fi
 apt_install kamailio=kamailio sipp=sip-tester promtool=prometheus curl=curl openssl=openssl systemd-analyze=systemd \
     chromium=chromium chromedriver=chromium-driver

@@ -19,7 +19,8 @@ import bcrypt
 import pytest
 from test_cli import Exporter, get, run_cli
 
-pytestmark = pytest.mark.timeout(120)
+# The exporter process with FIFOs, floods and timing: seconds each, not in the fast mode.
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
 
 @pytest.fixture

@@ -32,6 +32,9 @@ from probe_exporter.binrpc.codec import Fault, Struct
 from probe_exporter.collectors.stats import KNOWN_GROUPS
 from probe_exporter.limits import DEFAULT_LIMITS
 
+# Attacks on the exporter process, seconds each: the full suite's, not the fast mode's.
+pytestmark = pytest.mark.slow
+
 HOSTILE_TIMEOUT = 2.5
 HEALTHY_TIMEOUT = 1.5
 SLACK = 1.0  # a deadline bound, not a speed claim: the machine is shared

@@ -31,6 +31,11 @@ from kamailio_harness import free_ports
 from probe_exporter.cli import build_parser, parse_args
 from probe_exporter.flags import legacy_env_names
 
+# The exporter process under held and half-sent connections, seconds each: the full suite's,
+# not the fast mode's.
+pytestmark = pytest.mark.slow
+
+
 COMMAND = [sys.executable, "-m", "probe_exporter.cli"]
 SLACK = 1.0  # the server's close may come this much after its deadline
 HALF_REQUEST = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
