@@ -11,9 +11,9 @@ from collections.abc import Iterator
 import pytest
 
 from probe_exporter import logs
+from probe_exporter.failurelog import FailureLog, RefusalLog
 from probe_exporter.probe import ProbeResult
 from probe_exporter.probelog import PROBE_LOG, probe_logger
-from probe_exporter.service import FailureLog, RefusalLog
 
 
 def result(target: str, stage: str | None, failed: tuple[str, ...] = ()) -> ProbeResult:

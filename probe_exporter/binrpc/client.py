@@ -13,22 +13,16 @@ unknown state, so the connection is marked broken, closed, and never used again.
 
 import abc
 import asyncio
-import grp
-import os
-import pwd
 import socket
-import stat
 from collections.abc import Sequence
-from pathlib import Path
 
-from ..errors import ExporterTimeout, describe_os_error
+from ..errors import describe_os_error
 from .address import Address
 from .codec import (
     DEFAULT_MAX_PACKET_SIZE,
     MAGIC,
     BinRpcError,
     Fault,
-    LimitExceeded,
     Packet,
     PacketReader,
     Param,
@@ -38,6 +32,17 @@ from .codec import (
     encode_request,
     new_cookie,
 )
+from .exceptions import (
+    BusyTimeout,
+    ConnectError,
+    ConnectionLost,
+    ConnectTimeout,
+    CookieMismatch,
+    NotBinRpc,
+    RepliesTooLarge,
+    ReplyTimeout,
+)
+from .hints import SHOWN_BYTES, foreign_answer, permission_hint
 
 __all__ = [
     "BusyTimeout",
@@ -56,61 +61,8 @@ __all__ = [
 ]
 
 
-class ConnectError(BinRpcError):
-    """Could not connect: refused, no socket file, name not resolved, connect timeout."""
-
-
-class ConnectTimeout(ConnectError, ExporterTimeout):
-    """Connecting took longer than its timeout."""
-
-
-class ConnectionLost(BinRpcError):
-    """The connection closed or broke during a call, or was already unusable."""
-
-
-class BusyTimeout(BinRpcError, ExporterTimeout):
-    """Other callers' batches held the connection until the deadline; it stays usable."""
-
-
-class ReplyTimeout(BinRpcError, ExporterTimeout):
-    """The replies of a batch did not all come before the deadline; the connection is closed."""
-
-
-class RepliesTooLarge(LimitExceeded):
-    """The replies of a batch came to more bytes than the batch may receive."""
-
-
-class CookieMismatch(ProtocolError):
-    """A reply carried another cookie than the request it answers."""
-
-
-class NotBinRpc(ProtocolError):
-    """The peer's first bytes are not BINRPC: another service listens at the address."""
-
-
-# The first bytes of other services' answers, and what answers so.
-_FOREIGN_PROTOCOLS = (
-    (b"HTTP/", "an HTTP server"),
-    (b"SIP/", "a SIP server"),
-    (b"SSH-", "an SSH server"),
-    (b"\x15\x03", "a TLS server"),
-    (b"\x16\x03", "a TLS server"),
-)
-_SHOWN_BYTES = 64  # of a foreign answer, in error messages
-
-
 def _not_binrpc(address: Address, head: bytes) -> NotBinRpc:
-    """Says what answered instead of Kamailio's ctl, quoting its first bytes (escaped)."""
-    what = next((name for prefix, name in _FOREIGN_PROTOCOLS if head.startswith(prefix)), None)
-    shown = head[:_SHOWN_BYTES]
-    if what is not None and what != "a TLS server":
-        shown = shown.split(b"\r", 1)[0].split(b"\n", 1)[0]
-    quoted = repr(shown)[1:] + ("..." if len(shown) < len(head) else "")
-    if what is None:
-        answered = f"answered {quoted}, not BINRPC (magic byte 0x{head[0]:02X}, not 0x{MAGIC:02X})"
-    else:
-        answered = f"answered like {what} ({quoted})"
-    return NotBinRpc(f"{address}: the peer {answered}: is this the ctl port?", 0)
+    return NotBinRpc(f"{address}: the peer {foreign_answer(head)}: is this the ctl port?", 0)
 
 
 class _ReplyProtocol(asyncio.Protocol):
@@ -178,7 +130,7 @@ class _ReplyProtocol(asyncio.Protocol):
                 self._accept(packet, now)
                 packet = self.reader.next_packet()
         except ProtocolError as exc:
-            head = self.reader.peek(_SHOWN_BYTES + 1)
+            head = self.reader.peek(SHOWN_BYTES + 1)
             foreign = not self.answered and bool(head) and head[0] != MAGIC
             self.fail(_not_binrpc(self.address, head) if foreign else exc)
             return
@@ -487,7 +439,7 @@ async def connect(
         if address.path is None:
             raise ConnectError(f"{address}: {describe_os_error(exc)}") from None
         raise ConnectError(
-            f"{address}: {describe_os_error(exc)}: {_permission_hint(address.path)}"
+            f"{address}: {describe_os_error(exc)}: {permission_hint(address.path)}"
         ) from None
     except (ConnectionResetError, BrokenPipeError) as exc:
         # Accepted, then closed at once: how Kamailio turns away connections beyond 128.
@@ -497,56 +449,6 @@ async def connect(
         ) from None
     except OSError as exc:
         raise ConnectError(f"{address}: {describe_os_error(exc)}") from None
-
-
-def _permission_hint(path: str) -> str:
-    """Who the exporter runs as, who may use the socket, and how ctl changes that."""
-    uid, gids = os.geteuid(), sorted({os.getegid(), *os.getgroups()})
-    runs_as = f"the exporter runs as uid {_user(uid)}, gids {', '.join(map(_group, gids))}"
-    try:
-        info = os.stat(path)
-    except PermissionError:
-        closed = next(
-            (d for d in reversed(Path(path).parents) if not os.access(d, os.X_OK)),
-            Path(path).parent,
-        )
-        return (
-            f"{runs_as}, and may not enter {closed} ({_owner_and_mode(os.stat(closed))}):"
-            " every directory on the socket's path must be searchable (see docs/kamailio.md)"
-        )
-    except OSError:
-        return runs_as
-    if info.st_gid in gids:
-        fix = 'let its group write: modparam("ctl", "mode", 0660)'
-    else:
-        fix = (
-            'give it a group of the exporter\'s (modparam("ctl", "user", ...) and'
-            ' modparam("ctl", "group", ...), both) or the exporter its group, and let the'
-            ' group write: modparam("ctl", "mode", 0660)'
-        )
-    return f"{runs_as}; the socket is {_owner_and_mode(info)}: {fix} (see docs/kamailio.md)"
-
-
-def _owner_and_mode(info: os.stat_result) -> str:
-    mode = stat.S_IMODE(info.st_mode)
-    return (
-        f"owned by uid {_user(info.st_uid)}, gid {_group(info.st_gid)},"
-        f" mode {mode:04o} ({stat.filemode(info.st_mode)})"
-    )
-
-
-def _user(uid: int) -> str:
-    try:
-        return f"{uid} ({pwd.getpwuid(uid).pw_name})"
-    except KeyError:
-        return str(uid)
-
-
-def _group(gid: int) -> str:
-    try:
-        return f"{gid} ({grp.getgrgid(gid).gr_name})"
-    except KeyError:
-        return str(gid)
 
 
 async def _open(address: Address, call_timeout: float, max_packet_size: int) -> Connection:
