@@ -9,7 +9,12 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 WORKDIR /src
-COPY pyproject.toml README.md LICENSE ./
+# A C compiler for mypyc, which compiles the hot modules into the wheel (setup.py).
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
+COPY pyproject.toml setup.py README.md LICENSE ./
 COPY probe_exporter ./probe_exporter
 RUN pip wheel --wheel-dir /wheels . \
     && python -m venv /opt/kamailio-probe-exporter \

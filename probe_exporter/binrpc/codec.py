@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-from ..errors import ExporterError
+from .errors import BinRpcError, Fault, ProtocolError
 
 __all__ = [
     "DEFAULT_MAX_PACKET_SIZE",
@@ -116,27 +116,6 @@ class Struct:
 
 Param: TypeAlias = int | str | float
 Value: TypeAlias = int | float | str | bytes | Struct | list["Value"]
-
-
-class BinRpcError(ExporterError):
-    """Root of every error of the binrpc package."""
-
-
-class ProtocolError(BinRpcError):
-    """Malformed, truncated or oversized input. The message names the problem and its offset."""
-
-    def __init__(self, message: str, offset: int | None = None) -> None:
-        super().__init__(message)
-        self.offset = offset
-
-
-class Fault(BinRpcError):
-    """A FAULT packet: Kamailio's answer to a failed RPC."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(f"fault {code}: {message}")
-        self.code = code
-        self.message = message
 
 
 # One call's outcome in a batch: its top-level values, or the FAULT it got.
@@ -312,7 +291,7 @@ def _utf8_replace(raw: bytes) -> str:
     return raw.decode("utf-8", "replace")
 
 
-def decode_values(body: bytes) -> list[Value]:
+def decode_values(body: bytes | bytearray | memoryview) -> list[Value]:
     """Decode a packet body into its top-level values.
 
     Structs become `Struct` (order, unnamed members and repeated names kept), ARRAY a list,
@@ -332,7 +311,8 @@ def _decode(data: bytes, text: Callable[[bytes], str]) -> list[Value]:
     """One pass over `data`, no recursion: open containers live on an explicit stack.
 
     The hot path, a member name (AVP) followed by a STR or a small INT as in every stats
-    reply, is inlined and uses literal type bytes. `pos` stays on the first byte of the
+    reply, is inlined and uses literal type bytes. A STR of 0 bytes has no terminator to drop:
+    `q > p` guards each `data[p : q - 1]`. `pos` stays on the first byte of the
     current record until that record is consumed, so an IndexError from a one-byte read is a
     record truncated at `pos`; every slice end is checked against `end`.
     """
@@ -361,7 +341,7 @@ def _decode(data: bytes, text: Callable[[bytes], str]) -> list[Value]:
                 else:
                     p = pos + 1 + ((t >> 4) & 7)
                     q = p + from_bytes(data[pos + 1 : p])
-                name = text(data[p : q - 1])
+                name = text(data[p : q - 1]) if q > p else ""
                 t = data[q]  # the value's type byte; IndexError when the AVP ends the body
                 pos = q
                 if t == 0x91:  # STR with a 1-byte length
@@ -369,7 +349,7 @@ def _decode(data: bytes, text: Callable[[bytes], str]) -> list[Value]:
                     q = p + data[pos + 1]
                     if q > end:
                         raise _body_error("STR overruns the body", pos)
-                    items.append((name, text(data[p : q - 1])))
+                    items.append((name, text(data[p : q - 1]) if q > p else ""))
                     pos = q
                     continue
                 if t & 0x8F == 0x01:  # STR with its size inline
@@ -377,7 +357,7 @@ def _decode(data: bytes, text: Callable[[bytes], str]) -> list[Value]:
                     q = p + (t >> 4)
                     if q > end:
                         raise _body_error("STR overruns the body", pos)
-                    items.append((name, text(data[p : q - 1])))
+                    items.append((name, text(data[p : q - 1]) if q > p else ""))
                     pos = q
                     continue
                 if t & 0x8F == 0x00:  # INT with its size inline
@@ -466,7 +446,9 @@ def _decode(data: bytes, text: Callable[[bytes], str]) -> list[Value]:
                 if q > end:
                     raise _body_error(f"{_TYPE_NAMES[typ]} of {n} bytes overruns the body", pos)
                 if typ == T_STR:
-                    value = text(data[p : q - 1])  # the last byte is the NUL terminator
+                    # the last byte is the NUL terminator; a reversed slice, empty in Python, is
+                    # an error compiled (mypyc), hence the test
+                    value = text(data[p : q - 1]) if q > p else ""
                 elif typ == T_INT:
                     value = from_bytes(data[p:q]) & 0xFFFFFFFF  # Kamailio keeps the low 32 bits
                     if value > INT32_MAX:

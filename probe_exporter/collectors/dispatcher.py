@@ -136,7 +136,7 @@ def _calls(options: CollectorOptions) -> list[Call]:
     return [Call("dispatcher.list")]
 
 
-def _number(values: dict[str | None, Value], name: str) -> float:
+def _number(values: dict[str | None, Value], name: str) -> int | float:
     value = values.get(name)
     if type(value) is int or type(value) is float:
         return value
