@@ -11,14 +11,13 @@ if [ "${1:-}" = "--compiled" ]; then
     shift
     copy=$(mktemp -d)
     trap 'rm -rf "$copy"' EXIT
-    git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t "$copy"
-    .venv/bin/python -m pip install -q "setuptools>=77"  # reads pyproject.toml's license
-    (cd "$copy" && PROBE_EXPORTER_MYPYC=1 "$ROOT/.venv/bin/python" setup.py -q build_ext --inplace) \
-        >.venv/mypyc.log 2>&1 || { cat .venv/mypyc.log >&2; exit 1; }
+    scripts/build-compiled.sh "$copy"
     # First on the path, in this process and the exporters the tests start.
     cd "$copy"
     export PYTHONPATH="$copy" PROBE_EXPORTER_MYPYC=1
-    exec "$ROOT/.venv/bin/pytest" -p no:cacheprovider "$@"
+    status=0
+    "$ROOT/.venv/bin/pytest" -p no:cacheprovider "$@" || status=$?
+    exit "$status"  # not exec: the trap removes the copy
 fi
 if [ "${1:-}" = "--fast" ]; then
     shift
