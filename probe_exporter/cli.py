@@ -22,6 +22,8 @@ from aiohttp import web
 from . import __version__, logs, rpc_command
 from .config import Config, ConfigError, load_config
 from .config.files import UnreadableFile, read_regular_file
+from .flags import DEFAULT_LISTEN, ENV_PREFIX, split_listen_address
+from .flags import env_name as _env_name
 from .server import (
     AUTO_MAX_CONNECTIONS,
     ConnectionGuard,
@@ -40,17 +42,11 @@ from .webconfig import WebConfigError, WebConfigHolder, web_middleware
 
 log = logging.getLogger("probe_exporter")
 
-ENV_PREFIX = "KAMAILIO_EXPORTER_"
 # The cyclic GC runs once this many more container objects were made than freed. Probes make
 # and free thousands (replies, families) by reference counting alone; at Python's default of
 # 700 the GC ran every dozen probes, scanning the probes in flight, and took 15-20 % of the
 # exporter's CPU under load (bench/). Cycles left over still set it off at 5,000.
 GC_THRESHOLD = 5000
-DEFAULT_LISTEN = ":9494"
-
-
-def _env_name(flag: str) -> str:
-    return ENV_PREFIX + flag.lstrip("-").replace(".", "_").replace("-", "_").upper()
 
 
 def _positive_float(text: str) -> float:
@@ -243,6 +239,13 @@ def build_parser() -> _Parser:
         choices=("logfmt", "json"),
     )
     flag(
+        "--log.prober",
+        dest="log_prober",
+        default="info",
+        choices=sorted(logs.LEVELS),
+        help="level from which probes' log lines go to the log, whatever --log.level",
+    )
+    flag(
         "--timeout-offset",
         dest="timeout_offset",
         type=_non_negative_float,
@@ -337,16 +340,6 @@ def legacy_env_names(environ: Mapping[str, str], hostname: str) -> list[str]:
     if not distinctive and not old_tcp_setup:
         return []
     return distinctive + [name for name in LEGACY_GENERIC_ENV if name in environ]
-
-
-def split_listen_address(address: str) -> tuple[str | None, int]:
-    """`:9494` (every interface), `127.0.0.1:9494`, `[::1]:9494` -> (host, port)."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"bad listen address {address!r}: want [HOST]:PORT")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return host or None, int(port)
 
 
 async def watch_config(exporter: Exporter, path: str, interval: float, seen: str | None) -> None:
@@ -487,7 +480,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["rpc"]:
         return rpc_command.main(argv[1:])
     args = parse_args(argv)
-    logs.configure(args.log_level, args.log_format)
+    logs.configure(args.log_level, args.log_format, args.log_prober)
     legacy = legacy_env_names(os.environ, socket.gethostname())
     if legacy:
         log.warning(

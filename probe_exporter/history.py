@@ -21,6 +21,8 @@ class ProbeRecord:
     log: ProbeLogCapture  # formatted only when someone asks: most probes are never looked at
     exposition: bytes  # the metrics as rendered for the scraper (before compression)
     settings: Callable[[], str]
+    reason: str | None = None  # why it failed, in one line
+    finished_at: float = 0.0  # time.time() when it ended
 
 
 class ProbeHistory:
@@ -46,11 +48,23 @@ class ProbeHistory:
         log: ProbeLogCapture,
         exposition: bytes,
         settings: Callable[[], str],
+        reason: str | None = None,
+        finished_at: float = 0.0,
     ) -> ProbeRecord | None:
         if self.limit <= 0:
             return None
         record = ProbeRecord(
-            next(self._ids), target, module, success, stage, duration, log, exposition, settings
+            next(self._ids),
+            target,
+            module,
+            success,
+            stage,
+            duration,
+            log,
+            exposition,
+            settings,
+            reason,
+            finished_at,
         )
         self._recent.append(record)
         if len(self._recent) > self.limit:

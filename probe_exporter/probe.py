@@ -171,6 +171,8 @@ class ProbeResult:
     duration: float
     log: ProbeLogCapture
     settings: Callable[[], str]
+    reason: str | None = None  # why the probe failed, in one line (its log's error)
+    failed: tuple[str, ...] = ()  # the collectors and HTTP sources that failed
 
 
 class _StageFailure(Exception):
@@ -238,6 +240,7 @@ class _ProbeRun:
     async def run(self) -> ProbeResult:
         plog = self.log
         stage: str | None = None
+        reason: str | None = None
         http_tasks: dict[str, asyncio.Task[list[Metric]]] = {}
         duplicates: dict[str, int] = {}
         try:
@@ -252,21 +255,22 @@ class _ProbeRun:
                 async with asyncio.timeout_at(self.deadline):
                     await self._rpcs(target)
             except _StageFailure as failure:
-                stage = failure.stage
-                plog.error("probe failed at stage %s: %s", stage, str(failure))
+                stage, reason = failure.stage, str(failure)
+                plog.error("probe failed at stage %s: %s", stage, reason)
             except TimeoutError as exc:  # the probe's deadline, or one of the waits within it
                 stage = "timeout"
-                reason = next(
+                waited = next(
                     (text for kind, text in _TIMEOUT_REASONS if isinstance(exc, kind)), None
                 )
-                if reason is None:
-                    reason = self.connection.progress if self.connection else "no connection yet"
-                plog.error(
-                    "probe failed at stage timeout: no complete answer within %.3fs (%s)",
-                    self.timeout,
-                    reason,
-                )
+                if waited is None:
+                    waited = self.connection.progress if self.connection else "no connection yet"
+                reason = f"no complete answer within {self.timeout:.3f}s ({waited})"
+                plog.error("probe failed at stage timeout: %s", reason)
             duplicates = await self._merge_http(http_tasks)
+        except BaseException:
+            # Cancelled because the scraper went away: no result takes the log to the service.
+            plog.capture.forward()
+            raise
         finally:  # also when cancelled because the scraper went away
             for task in http_tasks.values():
                 if not task.done():
@@ -297,6 +301,8 @@ class _ProbeRun:
             duration,
             plog.capture,
             resolved.settings if resolved else self._unresolved_settings,
+            reason,
+            tuple(name for name, ok, _ in self.outcomes if not ok),
         )
 
     def _unresolved_settings(self) -> str:
@@ -378,7 +384,7 @@ class _ProbeRun:
             collector_replies = replies[first:last]
             more = collector.fallback(collector_replies, options) if collector.fallback else []
             if more:
-                plog.info(
+                plog.debug(
                     "collector %s: falling back to %d RPCs (%s)",
                     collector.name,
                     len(more),
@@ -457,7 +463,7 @@ class _ProbeRun:
             if invalid:
                 self.invalid[source] = invalid
             if dropped or invalid:
-                self.log.info(
+                self.log.debug(
                     "%s: dropped %d samples of names the exporter has or reserves or of repeated"
                     " series, and %d of invalid values",
                     source,

@@ -1,12 +1,14 @@
 """A probe's log: standard `logging` records, kept for `debug=true` and `/logs`, and passed on to
-the process log when its level lets them through (as blackbox_exporter's scrape logger does).
+the process log as far as `--log.prober` (the `probe_exporter.probe` logger's level) lets them.
 
 Every probe gets its own logger, which stamps its records with the probe's target and module.
-All its records, debug ones included, go to the probe's ProbeLogCapture; those that the
-`probe_exporter.probe` logger is enabled for go on to that logger's handlers. Records are
+All its records, debug ones included, go to the probe's ProbeLogCapture; the service passes them
+on to the process log once the probe ended (`ProbeLogCapture.forward`), when it knows whether
+they tell something new or repeat the failure of a target that stays down. Records are
 formatted only when read: a full probe writes about 17 lines, and most are never looked at.
 The history keeps records for minutes, so their arguments must be plain values: an exception
-passed as one would keep its traceback, and every frame in it, alive as long.
+passed as one would keep its traceback, and every frame in it, alive as long; and long texts
+are cut (logs.cut) as they are logged, so that a hostile Kamailio's megabytes are not kept.
 """
 
 from __future__ import annotations
@@ -17,10 +19,24 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-PROBE_LOG = logging.getLogger("probe_exporter.probe")
+from .logs import MESSAGE_LIMIT, PROBE_LOGGER, cut
+
+PROBE_LOG = logging.getLogger(PROBE_LOGGER)
 _SOURCE = "(probe)"  # the records' file and function: every one comes from the probe
 # Per thread (in practice, the event loop's): the fields of a record no probe line changes.
 _TEMPLATES: dict[int, dict[str, Any]] = {}
+# Control characters as a str's repr writes them: a Kamailio's texts may hold any, and the
+# debug output is read in terminals.
+_ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))}
+
+
+# Long arguments are cut to half a message as they are logged: the message they make is then cut
+# again only when several are long, and their own markers say how much was left out.
+_ARGUMENT_LIMIT = MESSAGE_LIMIT // 2
+
+
+def _escaped(text: str) -> str:
+    return text if text.isprintable() else text.translate(_ESCAPES)
 
 
 class ProbeLogCapture(logging.Handler):
@@ -48,9 +64,21 @@ class ProbeLogCapture(logging.Handler):
     def lines(self) -> list[str]:
         return [
             f"{record.created - self._started:8.4f}s {record.levelname.lower():5} "
-            f"{record.getMessage()}"
+            f"{cut(_escaped(record.getMessage()))}"
             for record in self.records
         ]
+
+    def forward(self, *, quiet: bool = False) -> None:
+        """Passes the records on to the process log, those `--log.prober` lets through;
+        `quiet` passes them at debug (a failure already reported)."""
+        for record in self.records:
+            level = logging.DEBUG if quiet else record.levelno
+            if not PROBE_LOG.isEnabledFor(level):
+                continue
+            if level != record.levelno:
+                record = logging.makeLogRecord(record.__dict__)
+                record.levelno, record.levelname = level, logging.getLevelName(level)
+            PROBE_LOG.handle(record)
 
 
 class ProbeLogger(logging.Logger):
@@ -119,9 +147,21 @@ class ProbeLogger(logging.Logger):
         return record
 
     def handle(self, record: logging.LogRecord) -> None:
+        _cut_arguments(record)
         self.capture.handle(record)
-        if PROBE_LOG.isEnabledFor(record.levelno):
-            PROBE_LOG.handle(record)
+
+
+def _cut_arguments(record: logging.LogRecord) -> None:
+    """Cuts long texts among the record's message and arguments before they are kept."""
+    if isinstance(record.msg, str) and len(record.msg) > _ARGUMENT_LIMIT:
+        record.msg = cut(_escaped(record.msg), _ARGUMENT_LIMIT)
+    args = record.args
+    if isinstance(args, tuple) and any(
+        isinstance(arg, str) and len(arg) > _ARGUMENT_LIMIT for arg in args
+    ):
+        record.args = tuple(
+            cut(_escaped(arg), _ARGUMENT_LIMIT) if isinstance(arg, str) else arg for arg in args
+        )
 
 
 def probe_logger(target: str, module: str, started: float) -> ProbeLogger:

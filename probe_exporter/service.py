@@ -11,8 +11,10 @@ import asyncio
 import functools
 import logging
 import math
+import re
 import time
 import urllib.parse
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -37,18 +39,22 @@ from .pool import ConnectionPool, PoolStats
 from .probe import (
     Prober,
     ProbeRequest,
+    ProbeResult,
     ProbeTarget,
     ResolveError,
     TargetRefused,
     expand_collectors,
 )
-from .probelog import ProbeLogCapture
+from .probelog import PROBE_LOG, ProbeLogCapture
 from .selfmetrics import SelfMetrics
 from .sources import redact_url
+from .status import StatusBoard
 
 log = logging.getLogger("probe_exporter")
 
 MERGED_SOURCE_CONNECTIONS = 256  # open HTTP connections to merged sources, all targets together
+# What Prometheus sends in X-Prometheus-Scrape-Timeout-Seconds (Go's strconv.FormatFloat).
+_SECONDS = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 
 
 @dataclass(frozen=True)
@@ -112,10 +118,13 @@ class Exporter:
         self.prober = prober
         self.history = history
         self.metrics = metrics
+        self.status = StatusBoard()
+        self.started_at = time.time()
         self._pool_settings = _pool_settings(config, settings)
         self.in_flight = 0
         self.draining = False
         self._reload_lock = asyncio.Lock()
+        self.failures = FailureLog()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -186,6 +195,7 @@ class Exporter:
             old.retire()
         self.config = config
         self.metrics.set_modules(config.modules)
+        self.status.keep(config.targets, config.modules)
 
     # -- probing ---------------------------------------------------------------------------
 
@@ -209,8 +219,8 @@ class Exporter:
             # rules judge the decoded value like any other.
             target = urllib.parse.unquote(target)
         if self.in_flight >= self.settings.max_concurrent:
-            return self._refuse(
-                "overload", f"more than {self.settings.max_concurrent} probes in flight"
+            return self.refuse(
+                "overload", f"more than {self.settings.max_concurrent} probes in flight", target
             )
         self.in_flight += 1
         self.metrics.in_flight.inc()
@@ -222,21 +232,21 @@ class Exporter:
                 ProbeRequest(target, module or DEFAULT_MODULE, budget, resolve), started=started
             )
         except BadRequest as exc:
-            return self._refuse("bad_request", str(exc))
+            return self.refuse("bad_request", str(exc), target)
         except TargetRefused as exc:
-            if exc.reason == "forbidden":
-                log.warning("target rejected: %s", exc, extra={"target": target[:256]})
-            return self._refuse(exc.reason, str(exc))
+            return self.refuse(exc.reason, str(exc), target)
         finally:
             self.in_flight -= 1
             self.metrics.in_flight.dec()
 
         self.metrics.observe_probe(result.module, result.success, result.duration)
+        self.failures.forward(result)
         renderer, content_type = (render_text, "") if debug else negotiate(accept)
         payload = renderer(result.families)
         # The history keeps the rendered body, not the families: one object instead of a probe's
         # thousands, freed now while they are still in the CPU's caches.
-        self.history.add(
+        ended = time.time()
+        record = self.history.add(
             result.target,
             result.module,
             result.success,
@@ -245,11 +255,27 @@ class Exporter:
             result.log,
             payload,
             result.settings,
+            result.reason,
+            ended,
+        )
+        self.status.probe_ended(
+            result.target,
+            result.module,
+            listed=result.target in config.targets,
+            success=result.success,
+            stage=result.stage,
+            reason=result.reason,
+            duration=result.duration,
+            probe_id=record.id if record else None,
+            at=ended,
         )
         return ProbeAnswer(None, "", payload, content_type, result.log, result.settings)
 
-    def _refuse(self, reason: str, message: str) -> ProbeAnswer:
+    def refuse(self, reason: str, message: str, target: str | None) -> ProbeAnswer:
+        """Counts a /probe request refused for `reason` (see ProbeAnswer), for the metrics and
+        the status page; `target` is the parameter as sent, if any."""
         self.metrics.rejected.labels(reason).inc()
+        self.status.refused(reason, target, message, time.time())
         return ProbeAnswer(reason, message)
 
     async def _resolve(
@@ -266,6 +292,8 @@ class Exporter:
         except TargetResolveError as exc:
             raise ResolveError(str(exc)) from None
         except TargetRejected as exc:
+            # The client gets the message; only the log tells what a name resolved to.
+            log.warning("target rejected: %s", exc.detail, extra={"target": target[:256]})
             raise TargetRefused("forbidden", str(exc)) from None
         except UnknownModule as exc:
             raise TargetRefused("bad_request", str(exc)) from None
@@ -292,12 +320,12 @@ class Exporter:
         if header is None:
             scrape = self.settings.default_scrape_timeout
         else:
-            try:
-                scrape = float(header)
-            except ValueError:
+            # ASCII decimals only: float() also takes " 5", "1_0", "٣" and "nan".
+            if _SECONDS.fullmatch(header) is None:
                 raise BadRequest(
                     f"X-Prometheus-Scrape-Timeout-Seconds is not a number: {header[:64]!r}"
-                ) from None
+                )
+            scrape = float(header)
             if not math.isfinite(scrape) or scrape <= 0:
                 raise BadRequest("X-Prometheus-Scrape-Timeout-Seconds must be positive")
         budget = scrape - self.settings.timeout_offset
@@ -356,3 +384,56 @@ def settings_text(resolved: ResolvedTarget, timeout: float, source: str) -> str:
     if target.rtpengine_metrics_url:
         lines.append(f"rtpengine_metrics_url: {redact_url(target.rtpengine_metrics_url)}")
     return "\n".join(lines) + "\n"
+
+
+@dataclass(slots=True)
+class _Failing:
+    fault: tuple[str | None, frozenset[str]]  # the failed stage, and the collectors and sources
+    since: float  # time.time() of the first failed probe
+    probes: int  # failed probes since
+
+
+class FailureLog:
+    """Passes each probe's log on to the process log, reporting a failure once: when a target
+    starts failing (or fails otherwise), and when it works again; while it keeps failing the
+    same way, its lines go at debug. Keeps the failing (target, module) pairs, at most `limit`
+    (the oldest forgotten first: its next failure is reported again).
+    """
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self.limit = limit
+        self._failing: OrderedDict[tuple[str, str], _Failing] = OrderedDict()
+
+    def forward(self, result: ProbeResult) -> None:
+        key = (result.target, result.module)
+        before = self._failing.pop(key, None)
+        if result.success and not result.failed:
+            result.log.forward()
+            if before is not None:
+                stage, failed = before.fault
+                PROBE_LOG.info(
+                    "working again after %d failed probes in %s (%s)",
+                    before.probes,
+                    _duration(time.time() - before.since),
+                    f"failed at stage {stage}" if stage else "failed: " + ", ".join(sorted(failed)),
+                    extra={"target": result.target, "probe_module": result.module},
+                )
+            return
+        fault = (result.stage, frozenset(result.failed))
+        result.log.forward(quiet=before is not None and before.fault == fault)
+        if before is None:
+            before = _Failing(fault, time.time(), 0)
+        before.fault = fault
+        before.probes += 1
+        self._failing[key] = before
+        if len(self._failing) > self.limit:
+            self._failing.popitem(last=False)
+
+
+def _duration(seconds: float) -> str:
+    """A duration as Prometheus writes one: 45s, 3m20s, 2h5m."""
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours}h{minutes}m"
+    return f"{minutes}m{secs}s" if minutes else f"{secs}s"

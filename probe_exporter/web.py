@@ -7,6 +7,7 @@ import dataclasses
 import gzip
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -21,6 +22,7 @@ from .sources import redact_url
 log = logging.getLogger("probe_exporter")
 
 MAX_PARAM_LENGTH = 1024
+_PROBE_ID = re.compile(r"[0-9]{1,18}")
 GZIP_LEVEL = 1  # ~3x smaller than plain text at a fraction of level 9's CPU cost
 
 EXPORTER_KEY = web.AppKey("exporter", Exporter)
@@ -64,7 +66,7 @@ async def handle_probe(request: web.Request) -> web.StreamResponse:
         module = _single(request, "module", required=False)
         debug = _single(request, "debug", required=False) == "true"
     except BadRequest as exc:
-        exporter.metrics.rejected.labels("bad_request").inc()
+        exporter.refuse("bad_request", str(exc), request.query.get("target"))
         return _text(400, str(exc))
     assert target is not None
     answer = await exporter.probe(
@@ -148,14 +150,19 @@ async def handle_logs(request: web.Request) -> web.StreamResponse:
     if (probe_id is None) == (target is None):
         return _text(400, "give either 'id' or 'target' (with an optional 'module')")
     if probe_id is not None:
-        if not probe_id.isdigit():
-            return _text(400, "'id' must be a number")
+        # Only ASCII digits: str.isdigit() and int() also take "²", "٣", " 7" and "1_0".
+        if _PROBE_ID.fullmatch(probe_id) is None:
+            return _text(400, "'id' must be a probe number")
         record = history.get(int(probe_id))
     else:
         assert target is not None
         record = history.latest_for(target, module)
     if record is None:
-        return _text(404, "probe not found")
+        return _text(
+            404,
+            f"probe not found: the last {history.limit} probes are kept, "
+            "and as many older failures",
+        )
     return _text(200, _debug_text(record.log.lines, record.exposition, record.settings()))
 
 
@@ -185,8 +192,20 @@ async def handle_config(request: web.Request) -> web.StreamResponse:
     return _text(200, json.dumps(view, indent=2, default=str))
 
 
+# The status page shows text from requests: should escaping ever fail, no script runs and
+# nothing loads.
+LANDING_POLICY = (
+    "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'"
+)
+
+
 async def handle_landing(request: web.Request) -> web.StreamResponse:
-    return web.Response(text=landing_page(request.app[EXPORTER_KEY]), content_type="text/html")
+    return web.Response(
+        text=landing_page(request.app[EXPORTER_KEY]),
+        content_type="text/html",
+        headers={"Content-Security-Policy": LANDING_POLICY, "X-Content-Type-Options": "nosniff"},
+    )
 
 
 def create_app(

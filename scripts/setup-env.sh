@@ -72,9 +72,22 @@ if [ ! -x .venv/bin/python ]; then
         python3 -m venv .venv
     }
 fi
-# pip's output goes to a log, shown only when the install fails.
-if ! { .venv/bin/python -m pip install -q --upgrade pip &&
-       .venv/bin/python -m pip install -q -e ".${EXTRAS:-}"; } >.venv/pip.log 2>&1; then
-    cat .venv/pip.log >&2
-    exit 1
+# The dependencies come pinned and hashed from the lock files (scripts/lock.sh), the project
+# itself as an editable install. A stamp of what was installed skips all of it while pyproject.toml,
+# the locks and the extras stay the same: then the exporter starts at once, without the package
+# index. pip's output goes to a log, shown only when the install fails.
+stamp=".venv/installed${EXTRAS:+-${EXTRAS//[^a-z]/}}"
+wanted=$(cat pyproject.toml requirements.lock requirements-build.lock <(echo "${EXTRAS:-}") | sha256sum)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+    # Extras come from the index (unpinned): only the exporter's own dependencies are locked.
+    deps=--no-deps
+    [ -n "${EXTRAS:-}" ] && deps=
+    if ! { .venv/bin/python -m pip install -q --require-hashes --only-binary=:all: \
+               -r requirements-build.lock -r requirements.lock &&
+           .venv/bin/python -m pip install -q --no-build-isolation $deps -e ".${EXTRAS:-}"; } \
+            >.venv/pip.log 2>&1; then
+        cat .venv/pip.log >&2
+        exit 1
+    fi
+    echo "$wanted" >"$stamp"
 fi

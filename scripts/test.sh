@@ -26,7 +26,10 @@ if [ "${1:-}" = "--fast" ]; then
     .venv/bin/mypy
     exec .venv/bin/pytest -m hermetic "$@"
 fi
-apt_install kamailio=kamailio sipp=sip-tester promtool=prometheus curl=curl openssl=openssl systemd-analyze=systemd
+apt_install kamailio=kamailio sipp=sip-tester promtool=prometheus curl=curl openssl=openssl systemd-analyze=systemd \
+    chromium=chromium chromedriver=chromium-driver
+# The image tests build the Dockerfile with podman on a base made by debootstrap.
+apt_install podman=podman buildah=buildah runc=runc debootstrap=debootstrap newuidmap=uidmap
 # tls.so is a separate Debian package; the test Kamailio loads it for tls.info.
 if [ ! -e /usr/lib/x86_64-linux-gnu/kamailio/modules/tls.so ] && [ ! -e /usr/lib/aarch64-linux-gnu/kamailio/modules/tls.so ]; then
     apt_packages kamailio-tls-modules

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -191,7 +192,8 @@ class _Process:
 
 
 class ExporterProcess(_Process):
-    """The exporter command on a free loopback port with `config`, plus any flags."""
+    """The exporter command on a free loopback port with `config`, plus any flags; as `user`
+    when given."""
 
     name = "exporter"
 
@@ -204,11 +206,19 @@ class ExporterProcess(_Process):
         ready_timeout: float = 20.0,
         env: dict[str, str] | None = None,
         preexec_fn: Callable[[], None] | None = None,
+        user: str | None = None,
     ) -> None:
         (self.port,) = free_ports("tcp")
+        # As another user (root only): that user's group and no supplementary groups.
+        as_user = (
+            ["setpriv", f"--reuid={user}", f"--regid={pwd.getpwnam(user).pw_gid}", "--clear-groups"]
+            if user
+            else []
+        )
         self.url = f"{scheme}://127.0.0.1:{self.port}"
         super().__init__(
             [
+                *as_user,
                 *EXPORTER_COMMAND,
                 "--config.file",
                 str(config),

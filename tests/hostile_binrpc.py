@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from probe_exporter.binrpc.codec import (
+    Fault,
     Packet,
     PacketReader,
     PacketType,
@@ -78,8 +79,8 @@ class Listener:
     address: str  # in Kamailio's syntax: tcp:127.0.0.1:PORT or unix:/PATH
     server: asyncio.Server
     path: Path | None = None
-    # SCRIPTED: method -> the values of its reply (system.listMethods lists the methods)
-    replies: Mapping[str, list[Value]] = field(default_factory=dict)
+    # SCRIPTED: method -> the values of its reply, or a FAULT (system.listMethods lists them)
+    replies: Mapping[str, list[Value] | Fault] = field(default_factory=dict)
     accepted: int = 0
     open: int = 0
     writers: set[asyncio.StreamWriter] = field(default_factory=set)
@@ -93,14 +94,25 @@ def _first_request(reader: PacketReader, data: bytes) -> Packet | None:
         return None
 
 
-def _healthy_reply(packet: Packet, replies: Mapping[str, list[Value]]) -> bytes:
+def _healthy_reply(packet: Packet, replies: Mapping[str, list[Value] | Fault]) -> bytes:
     values = packet.values()
     method = values[0] if values else None
     if method == "system.listMethods":
         return encode_reply(list(replies), packet.cookie)
     if isinstance(method, str) and method in replies:
-        return encode_reply(replies[method], packet.cookie)
+        reply = replies[method]
+        if isinstance(reply, Fault):
+            return _long_fault(reply, packet.cookie)
+        return encode_reply(reply, packet.cookie)
     return encode_fault(500, f"method {method!r} not offered here", packet.cookie)
+
+
+def _long_fault(fault: Fault, cookie: int) -> bytes:
+    """A FAULT packet whose message is not cut to 255 bytes, as Kamailio's would be: a reply's
+    body (an INT and a STR, as a fault's) under a FAULT header."""
+    packet = bytearray(encode_reply([fault.code, fault.message], cookie))
+    packet[1] = (PacketType.FAULT << 4) | (packet[1] & 0x0F)
+    return bytes(packet)
 
 
 def _reply_for(packet: Packet) -> bytes:
@@ -129,7 +141,7 @@ class HostileServer:
         behaviour: Behaviour,
         *,
         unix: bool = False,
-        replies: Mapping[str, list[Value]] | None = None,
+        replies: Mapping[str, list[Value] | Fault] | None = None,
     ) -> Listener:
         """Starts a listener on a free 127.0.0.1 port (or a new unix socket); `replies` are
         what a SCRIPTED listener answers."""

@@ -21,7 +21,8 @@ import pytest
 from helpers import curl, make_certificate
 from kamailio_harness import KamailioInstance, free_ports
 
-from probe_exporter.cli import parse_args, split_listen_address
+from probe_exporter.cli import parse_args
+from probe_exporter.flags import split_listen_address
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMAND = [sys.executable, "-m", "probe_exporter.cli"]

@@ -1,8 +1,5 @@
-"""The Dockerfile: hadolint, the image's contract, its HEALTHCHECK, and the build context.
-
-Docker itself cannot run here; what can be checked without it is checked: the lint, the values
-the chart and the docs rely on, the healthcheck command against a local server, and that
-.dockerignore lets in exactly what the build copies.
+"""The Dockerfile without building it: hadolint, the image's contract, the health check, the
+build context and the one version number. tests/test_image.py builds and runs the image.
 """
 
 from __future__ import annotations
@@ -10,6 +7,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+import platform
 import re
 import shlex
 import shutil
@@ -26,6 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from prometheus_client import generate_latest
+
+from probe_exporter import __version__, healthcheck
+from probe_exporter.selfmetrics import SelfMetrics
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
@@ -70,19 +73,24 @@ def test_hadolint_clean() -> None:
 
 
 def test_multi_stage_on_a_slim_python_image() -> None:
+    assert not DOCKERFILE.read_text().startswith("# syntax")  # docker would pull a frontend
     steps = instructions()
     stages = [args for keyword, args in steps if keyword == "FROM"]
-    assert len(stages) == 2
-    assert stages[0] == "${PYTHON_IMAGE} AS build"
+    assert stages == ["${PYTHON_IMAGE} AS build", "${PYTHON_IMAGE}"]
     (base,) = [
         args for keyword, args in steps if keyword == "ARG" and args.startswith("PYTHON_IMAGE=")
     ]
-    assert re.fullmatch(r"PYTHON_IMAGE=python:3\.\d+-slim-\w+", base)
+    assert re.fullmatch(r"PYTHON_IMAGE=python:3\.11-slim-bookworm", base)
     build = " ".join(
         args for keyword, args in steps[: steps.index(("FROM", stages[1]))] if keyword == "RUN"
     )
-    assert "pip wheel --wheel-dir /wheels" in build
-    assert "--no-index --find-links=/wheels" in build
+    # Locked and hashed dependencies, wheels only, into a venv without pip.
+    assert "--require-hashes --only-binary=:all:" in build
+    assert "-r requirements-build.lock" in build
+    assert "-r requirements.lock" in build
+    assert "venv --without-pip /opt/kamailio-probe-exporter" in build
+    assert "--mount=type=secret,id=ca" in build
+    assert "${PIP_INDEX_URL:+--index-url=$PIP_INDEX_URL}" in build
 
 
 def test_final_image_contract() -> None:
@@ -93,6 +101,7 @@ def test_final_image_contract() -> None:
     env = " ".join(args for keyword, args in stage if keyword == "ENV")
     assert "KAMAILIO_EXPORTER_CONFIG_FILE=/etc/kamailio-probe-exporter/targets.toml" in env
     assert "PYTHONDONTWRITEBYTECODE=1" in env
+    assert "compileall" in " ".join(args for keyword, args in stage if keyword == "RUN")
     (entrypoint,) = [json.loads(args) for keyword, args in stage if keyword == "ENTRYPOINT"]
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert entrypoint == ["kamailio-probe-exporter"]
@@ -101,12 +110,36 @@ def test_final_image_contract() -> None:
     assert not [keyword for keyword, _ in stage if keyword == "CMD"]
 
 
-def test_image_version_is_the_package_version() -> None:
-    (version,) = [
-        args for keyword, args in final_stage() if keyword == "ARG" and args.startswith("VERSION=")
-    ]
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert version == f"VERSION={project['version']}"
+def test_one_version_everywhere() -> None:
+    """probe_exporter.__version__ is the one place; the rest read it or are checked against it."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert pyproject["project"]["dynamic"] == ["version"]
+    assert pyproject["tool"]["setuptools"]["dynamic"]["version"] == {
+        "attr": "probe_exporter.__version__"
+    }
+    # The image takes VERSION as an argument, and its build fails when it is not the package's.
+    assert ("ARG", "VERSION") in final_stage()
+    build = " ".join(args for keyword, args in instructions() if keyword == "RUN")
+    assert "print(probe_exporter.__version__)" in build
+    assert 'if [ "$built" != "$VERSION" ]; then' in build
+    assert not re.search(r"\d+\.\d+\.\d+", " ".join(args for _, args in instructions()))
+    chart = yaml.safe_load((ROOT / "helm/kamailio-probe-exporter/Chart.yaml").read_text())
+    assert chart["appVersion"] == __version__
+    assert (
+        f"kamailio-probe-exporter {__version__}"
+        in subprocess.run(
+            [sys.executable, "-m", "probe_exporter.cli", "--version"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+    )
+    metrics = generate_latest(SelfMetrics([], lambda: None).registry).decode()
+    assert (
+        f'kamailio_exporter_build_info{{python_version="{platform.python_version()}",'
+        f'version="{__version__}"}} 1.0' in metrics
+    )
 
 
 def test_oci_labels() -> None:
@@ -124,14 +157,93 @@ def test_oci_labels() -> None:
             "base.name",
         )
     }
+    assert 'org.opencontainers.image.version="${VERSION}"' in labels
 
 
-def healthcheck_command() -> list[str]:
+def test_healthcheck_runs_the_health_check_module() -> None:
     (args,) = [args for keyword, args in final_stage() if keyword == "HEALTHCHECK"]
     options, _, command = args.partition("CMD ")
-    assert "--timeout=" in options
-    argv: list[str] = json.loads(command)
-    return argv
+    assert "--timeout=5s" in options
+    assert json.loads(command) == ["python", "-m", "probe_exporter.healthcheck"]
+
+
+def test_health_check_imports_neither_aiohttp_nor_the_exporter() -> None:
+    code = "import sys, probe_exporter.healthcheck; print(' '.join(sorted(sys.modules)))"
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    ).stdout.split()
+    assert "aiohttp" not in loaded
+    assert "yaml" not in loaded  # only with a web config
+    assert [name for name in loaded if name.startswith("probe_exporter")] == [
+        "probe_exporter",
+        "probe_exporter.flags",
+        "probe_exporter.healthcheck",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("flags", "env", "url"),
+    [
+        ([], {}, "http://127.0.0.1:9494/-/healthy"),
+        (["--web.listen-address=:9595"], {}, "http://127.0.0.1:9595/-/healthy"),
+        (["--web.listen-address", "[::]:9595"], {}, "http://[::1]:9595/-/healthy"),
+        (
+            ["--log.level", "debug", "--web.listen-address=10.1.2.3:80", "--web.listen-address=:1"],
+            {},
+            "http://10.1.2.3:80/-/healthy",
+        ),
+        (
+            [],
+            {"KAMAILIO_EXPORTER_WEB_LISTEN_ADDRESS": "0.0.0.0:9000,:9001"},
+            "http://127.0.0.1:9000/-/healthy",
+        ),
+        (
+            ["--web.listen-address=:9002"],
+            {"KAMAILIO_EXPORTER_WEB_LISTEN_ADDRESS": ":9000"},
+            "http://127.0.0.1:9002/-/healthy",
+        ),
+        (["--web.config.file=tls.yml"], {}, "https://127.0.0.1:9494/-/healthy"),
+        ([], {"KAMAILIO_EXPORTER_WEB_CONFIG_FILE": "tls.yml"}, "https://127.0.0.1:9494/-/healthy"),
+        (["--web.config.file", "auth.yml"], {}, "http://127.0.0.1:9494/-/healthy"),
+    ],
+)
+def test_health_url_follows_the_exporters_flags_and_environment(
+    tmp_path: Path, flags: list[str], env: dict[str, str], url: str
+) -> None:
+    (tmp_path / "tls.yml").write_text("tls_server_config:\n  cert_file: c\n  key_file: k\n")
+    (tmp_path / "auth.yml").write_text("basic_auth_users:\n  u: x\n")
+    assert healthcheck.health_url(flags, env, tmp_path) == url
+
+
+def test_exporter_process_is_found_in_proc(tmp_path: Path) -> None:
+    def process(pid: int, argv: list[str], environ: dict[str, str]) -> None:
+        directory = tmp_path / str(pid)
+        directory.mkdir()
+        (directory / "cmdline").write_bytes(b"".join(a.encode() + b"\0" for a in argv))
+        (directory / "environ").write_bytes(
+            b"".join(f"{k}={v}".encode() + b"\0" for k, v in environ.items())
+        )
+        (directory / "cwd").symlink_to(tmp_path)
+
+    process(7, ["/bin/sh", "-c", "sleep 10"], {})
+    process(9, ["/opt/venv/bin/python", "/opt/venv/bin/kamailio-probe-exporter", "rpc", "x"], {})
+    process(
+        12,
+        ["/opt/venv/bin/python", "/opt/venv/bin/kamailio-probe-exporter", "--log.level=debug"],
+        {"KAMAILIO_EXPORTER_WEB_LISTEN_ADDRESS": ":9000", "HOME": "/"},
+    )
+    process(15, ["python", "-m", "probe_exporter.cli", "--web.listen-address=:1"], {})
+    (tmp_path / "self").mkdir()
+    found = healthcheck.find_exporter(tmp_path)
+    assert found == (
+        ["--log.level=debug"],
+        {"KAMAILIO_EXPORTER_WEB_LISTEN_ADDRESS": ":9000", "HOME": "/"},
+        tmp_path,
+    )
+    assert healthcheck.exporter_command(["python", "-m", "probe_exporter.cli", "-x"]) == ["-x"]
+    init = ["/sbin/docker-init", "--", "kamailio-probe-exporter", "-x"]  # docker run --init
+    assert healthcheck.exporter_command(init) == ["-x"]
+    assert healthcheck.exporter_command(["python", "-m", "probe_exporter.healthcheck"]) is None
 
 
 class _HealthHandler(BaseHTTPRequestHandler):
@@ -159,31 +271,16 @@ def health_server() -> Iterator[ThreadingHTTPServer]:
         thread.join(timeout=5)
 
 
-def _run_healthcheck(url: str) -> int:
-    argv = healthcheck_command()
-    assert argv[0] == "python"
-    env = {**os.environ, "HEALTHCHECK_URL": url}
-    return subprocess.run(
-        [sys.executable, *argv[1:]], env=env, capture_output=True, timeout=30, check=False
-    ).returncode
-
-
-def test_healthcheck_uses_only_the_standard_library(health_server: ThreadingHTTPServer) -> None:
-    stage = final_stage()
-    env = " ".join(args for keyword, args in stage if keyword == "ENV")
-    assert "HEALTHCHECK_URL=http://127.0.0.1:9494/-/healthy" in env
-    code = healthcheck_command()[2]
-    assert set(re.findall(r"import ([\w, .]+?);", code)[0].replace(" ", "").split(",")) <= set(
-        sys.stdlib_module_names
-    ) | {"urllib.request"}
+def test_check_passes_only_on_200(health_server: ThreadingHTTPServer) -> None:
     port = health_server.server_address[1]
-    assert _run_healthcheck(f"http://127.0.0.1:{port}/-/healthy") == 0
+    assert healthcheck.check(f"http://127.0.0.1:{port}/-/healthy") == 0
     _HealthHandler.status = 503
     try:
-        assert _run_healthcheck(f"http://127.0.0.1:{port}/-/healthy") != 0
+        assert healthcheck.check(f"http://127.0.0.1:{port}/-/healthy") == 1
     finally:
         _HealthHandler.status = 200
-    assert _run_healthcheck(f"http://127.0.0.1:{port}/nothing-here") != 0
+    assert healthcheck.check(f"http://127.0.0.1:{port}/nothing-here") == 1
+    assert healthcheck.check(f"http://127.0.0.1:{_free_port()}/-/healthy") == 1
 
 
 def _ignored(path: str, patterns: list[str]) -> bool:
@@ -264,7 +361,13 @@ def test_healthcheck_against_the_exporter(tmp_path: Path) -> None:
                 assert process.poll() is None, process.stderr.read() if process.stderr else ""
                 assert time.monotonic() < deadline, "the exporter did not get ready"
                 time.sleep(0.1)
-        assert _run_healthcheck(f"http://127.0.0.1:{port}/-/healthy") == 0
+        # What the image's health check reads: the exporter's command line in /proc.
+        cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+        flags = healthcheck.exporter_command(cmdline)
+        assert flags == [f"--web.listen-address=127.0.0.1:{port}"]
+        url = healthcheck.health_url(flags, env, tmp_path)
+        assert url == f"http://127.0.0.1:{port}/-/healthy"
+        assert healthcheck.check(url) == 0
     finally:
         process.terminate()
         try:

@@ -25,6 +25,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from probe_exporter import __version__
 from probe_exporter.binrpc.address import parse_address
 from probe_exporter.config import parse_config
 
@@ -39,6 +40,8 @@ FULLNAME = "r-kamailio-probe-exporter"
 SERVICE_ADDRESS = f"{FULLNAME}.{NAMESPACE}.svc:9494"
 KUBERNETES_VERSIONS = ("1.25", "1.37")
 HELM_TIMEOUT = 30
+# Every install names the image (no public registry has it): what a user's values file sets.
+IMAGE_VALUES = str(ROOT / "tests" / "fixtures" / "helm-image-values.yaml")
 
 
 def _helm_binary() -> str:
@@ -67,7 +70,9 @@ def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 def render(*args: str) -> list[dict[str, Any]]:
     """`helm template` of the chart with the given extra arguments, as a list of objects."""
-    out = helm("template", RELEASE, str(CHART), "--namespace", NAMESPACE, *args).stdout
+    out = helm(
+        "template", RELEASE, str(CHART), "--namespace", NAMESPACE, "-f", IMAGE_VALUES, *args
+    ).stdout
     return [doc for doc in yaml.safe_load_all(out) if doc]
 
 
@@ -388,7 +393,7 @@ def test_ci_values_cover_every_feature() -> None:
     "values_file", [None, *CI_VALUES], ids=lambda p: p.name if p else "defaults"
 )
 def test_helm_lint_strict(values_file: Path | None) -> None:
-    args = ["-f", str(values_file)] if values_file else []
+    args = ["-f", str(values_file) if values_file else IMAGE_VALUES]
     result = helm("lint", "--strict", str(CHART), *args, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -577,8 +582,23 @@ def test_targets_toml_takes_set_flags() -> None:
 
 def test_chart_app_version_is_the_package_version() -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert chart["appVersion"] == project["version"]
+    assert chart["appVersion"] == __version__
+
+
+@pytest.mark.parametrize("command", ["template", "install"])
+def test_without_an_image_the_chart_says_to_build_and_push_it(command: str) -> None:
+    args = ["--dry-run=client"] if command == "install" else []
+    result = helm(command, RELEASE, str(CHART), *args, check=False)
+    assert result.returncode != 0
+    assert "image.repository is not set" in result.stderr
+    assert f"docker build --build-arg VERSION={__version__}" in result.stderr
+    assert f"docker push REGISTRY/kamailio-probe-exporter:{__version__}" in result.stderr
+
+
+def test_every_ci_values_file_names_the_image() -> None:
+    """chart-testing installs each ci/ file alone: each must name an image."""
+    for path in CI_VALUES:
+        assert yaml.safe_load(path.read_text())["image"]["repository"], path.name
 
 
 def test_targets_toml_default_is_valid_toml() -> None:
@@ -716,7 +736,16 @@ def test_probe_rules_match_whole_target_names(tmp_path: Path) -> None:
 
 
 def test_probe_needs_targets() -> None:
-    result = helm("template", RELEASE, str(CHART), "--set", "probe.enabled=true", check=False)
+    result = helm(
+        "template",
+        RELEASE,
+        str(CHART),
+        "-f",
+        IMAGE_VALUES,
+        "--set",
+        "probe.enabled=true",
+        check=False,
+    )
     assert result.returncode != 0
     assert "probe.enabled needs targets" in result.stderr
 
@@ -885,7 +914,7 @@ def test_extras_reach_the_pod() -> None:
     ],
 )
 def test_schema_rejects_bad_values(flag: str, value: str, message: str) -> None:
-    result = helm("template", RELEASE, str(CHART), flag, value, check=False)
+    result = helm("template", RELEASE, str(CHART), "-f", IMAGE_VALUES, flag, value, check=False)
     assert result.returncode != 0
     assert "values don't meet the specifications of the schema" in result.stderr
     assert message in result.stderr, result.stderr

@@ -241,6 +241,73 @@ def test_no_spelling_of_a_forbidden_address_gets_a_connection(
     assert forbidden.tcp.accepted == 0
 
 
+def test_a_refusal_does_not_tell_what_a_name_resolves_to(guarded: ExporterProcess) -> None:
+    # localhost resolves to 127.0.0.1, outside every network rule: the client learns only that
+    # the name is not allowed, in the words used for a name no rule could match without a lookup
+    # (and for one that does not resolve).
+    status, _, body = raw_probe(guarded, quoted("tcp:localhost:2046"))
+    assert status == 403
+    assert body == 'target "tcp:localhost:2046": no allow rule matches this host name\n'
+    _, _, page = guarded.get("/")  # the status page is public too: it shows what the client saw
+    assert "tcp:localhost:2046" in page
+    assert "resolves" not in page
+    # The exporter's log tells the operator.
+    assert re.search(
+        r"target rejected: .*localhost:2046.* resolves to [^ ]*127\.0\.0\.1", guarded.log()
+    )
+
+
+def _raw_get(exporter: ExporterProcess, path_and_query: str) -> tuple[int, str]:
+    connection = http.client.HTTPConnection("127.0.0.1", exporter.port, timeout=10)
+    try:
+        connection.request("GET", path_and_query)
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        connection.close()
+
+
+def test_numbers_in_parameters_and_headers_are_ascii_decimals_only(
+    guarded: ExporterProcess, forbidden: Forbidden
+) -> None:
+    status, _, body = raw_probe(guarded, quoted(forbidden.allowed_tcp.address))
+    assert status == 200
+    log_before = guarded.log()
+    # int() and str.isdigit() take all of these; a probe id is ASCII digits only.
+    for probe_id in (
+        "%C2%B2",
+        "%D9%A3",
+        "%EF%BC%91",
+        "+1",
+        "-1",
+        "%201",
+        "1%20",
+        "1_0",
+        "0x1",
+        "1e3",
+    ):
+        status, body = _raw_get(guarded, f"/logs?id={probe_id}")
+        assert status == 400, (probe_id, status, body)
+        assert body == "'id' must be a probe number\n"
+    assert _raw_get(guarded, "/logs?id=" + "9" * 1000)[0] == 400
+    assert _raw_get(guarded, "/logs?id=999999")[0] == 404
+    # float() takes these too; the scrape timeout header is an ASCII decimal number (the
+    # whitespace around a header's value is not part of it: HTTP strips it).
+    allowed = quoted(forbidden.allowed_tcp.address)
+    for header in ("5 5", "1_0", "\xb2", "inf", "nan", "1e999", "0"):
+        status, _, body = raw_probe(
+            guarded, allowed, {"X-Prometheus-Scrape-Timeout-Seconds": header}
+        )
+        assert status == 400, (header, status, body)
+    status, _, body = raw_probe(guarded, allowed, {"X-Prometheus-Scrape-Timeout-Seconds": "4.5"})
+    assert status == 200
+    assert value(body, "kamailio_up") == 1.0
+    # No request above was an error of the exporter's: no traceback, no error line.
+    new_log = guarded.log()[len(log_before) :]
+    assert "Traceback" not in new_log
+    assert "level=error" not in new_log
+
+
 def test_module_and_header_values_are_limited_and_not_echoed(
     guarded: ExporterProcess, forbidden: Forbidden
 ) -> None:

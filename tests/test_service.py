@@ -15,6 +15,7 @@ from helpers import samples, value
 from kamailio_harness import KamailioInstance, free_ports
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 
+from probe_exporter import __version__
 from probe_exporter.service import Exporter, Settings
 from probe_exporter.web import create_app
 
@@ -189,7 +190,7 @@ async def test_self_metrics_carry_no_target_labels(service: TestClient[Any, Any]
         value(
             text,
             "kamailio_exporter_build_info",
-            version="0.1.0",
+            version=__version__,
             python_version=__import__("platform").python_version(),
         )
         == 1
@@ -204,9 +205,9 @@ async def test_landing_page_history_and_logs(service: TestClient[Any, Any]) -> N
     await probe(service, target="kam-tcp")
     await probe(service, target="dead")
     page = await (await service.get("/")).text()
-    recent = page.split("<h2>Recent probes</h2>")[1]
+    recent = page.split('<h2 id="probes">Recent probes</h2>')[1]
     assert recent.index(">dead<") < recent.index(">kam-tcp<")  # newest first
-    assert "<strong>Failure</strong>" in recent
+    assert '<span class="badge down">FAILURE</span>' in recent
     logs = await service.get("/logs", params={"target": "dead"})
     assert "probe failed at stage connect" in await logs.text()
     logs_up = await (await service.get("/logs", params={"target": "kam-tcp"})).text()

@@ -205,7 +205,8 @@ async def test_a_hung_target_times_out_within_the_scrape_header_deadline(
     assert "timeout: 0.700s (scrape timeout header less the offset)" in text
     assert re.search(
         r"error probe failed at stage timeout: no complete answer within 0\.700s "
-        r"\(0 of \d+ replies received\)$",
+        r"\(0 of \d+ replies received, not a byte on this connection: a hung Kamailio, or a "
+        r"port that is not ctl's, as SIP and HTTP ports stay silent\)$",
         text,
         re.MULTILINE,
     )
@@ -269,9 +270,9 @@ async def test_logs_pages_and_landing_page(client: TestClient[Any, Any]) -> None
     await probe(client, target="closed")
     await probe(client, target="closed-fast")
     page = await (await client.get("/")).text()
-    recent = page.split("<h2>Recent probes</h2>")[1]
+    recent = page.split('<h2 id="probes">Recent probes</h2>')[1]
     assert recent.index(">closed-fast<") < recent.index(">closed<")  # newest first
-    assert "<strong>Failure</strong> (connect)" in recent
+    assert 'FAILURE</span> <span class="stage">connect</span>' in recent
     first = await (await client.get("/logs", params={"id": "1"})).text()
     assert "Module configuration:\ntarget: closed\naddress: tcp:127.0.0.1:" in first
     assert (await client.get("/logs", params={"id": "999999"})).status == 404
@@ -330,6 +331,10 @@ def test_probe_log_lines_are_logging_records_formatted_when_read(
     line_one, line_two = plog.capture.lines
     assert re.fullmatch(r" +\d+\.\d{4}s debug collector stats: 3 families", line_one)
     assert line_two.endswith("s error a message with 100% and no arguments")
-    # Only what the process log's level lets through goes on to it, with the probe's context.
+    # Nothing reaches the process log until the service passes the log on; then only what
+    # --log.prober lets through, with the probe's context.
+    assert not caplog.records
+    with caplog.at_level(logging.INFO, logger="probe_exporter.probe"):
+        plog.capture.forward()
     (forwarded,) = caplog.records
     assert forwarded is second

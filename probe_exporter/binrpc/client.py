@@ -13,13 +13,19 @@ unknown state, so the connection is marked broken, closed, and never used again.
 
 import abc
 import asyncio
+import grp
+import os
+import pwd
 import socket
+import stat
 from collections.abc import Sequence
+from pathlib import Path
 
 from ..errors import ExporterTimeout, describe_os_error
 from .address import Address
 from .codec import (
     DEFAULT_MAX_PACKET_SIZE,
+    MAGIC,
     BinRpcError,
     Fault,
     Packet,
@@ -40,6 +46,7 @@ __all__ = [
     "ConnectionLost",
     "CookieMismatch",
     "DatagramConnection",
+    "NotBinRpc",
     "Reply",
     "ReplyTimeout",
     "StreamConnection",
@@ -69,6 +76,35 @@ class ReplyTimeout(BinRpcError, ExporterTimeout):
 
 class CookieMismatch(ProtocolError):
     """A reply carried another cookie than the request it answers."""
+
+
+class NotBinRpc(ProtocolError):
+    """The peer's first bytes are not BINRPC: another service listens at the address."""
+
+
+# The first bytes of other services' answers, and what answers so.
+_FOREIGN_PROTOCOLS = (
+    (b"HTTP/", "an HTTP server"),
+    (b"SIP/", "a SIP server"),
+    (b"SSH-", "an SSH server"),
+    (b"\x15\x03", "a TLS server"),
+    (b"\x16\x03", "a TLS server"),
+)
+_SHOWN_BYTES = 64  # of a foreign answer, in error messages
+
+
+def _not_binrpc(address: Address, head: bytes) -> NotBinRpc:
+    """Says what answered instead of Kamailio's ctl, quoting its first bytes (escaped)."""
+    what = next((name for prefix, name in _FOREIGN_PROTOCOLS if head.startswith(prefix)), None)
+    shown = head[:_SHOWN_BYTES]
+    if what is not None and what != "a TLS server":
+        shown = shown.split(b"\r", 1)[0].split(b"\n", 1)[0]
+    quoted = repr(shown)[1:] + ("..." if len(shown) < len(head) else "")
+    if what is None:
+        answered = f"answered {quoted}, not BINRPC (magic byte 0x{head[0]:02X}, not 0x{MAGIC:02X})"
+    else:
+        answered = f"answered like {what} ({quoted})"
+    return NotBinRpc(f"{address}: the peer {answered}: is this the ctl port?", 0)
 
 
 class _ReplyProtocol(asyncio.Protocol):
@@ -114,7 +150,9 @@ class _ReplyProtocol(asyncio.Protocol):
                 self._accept(packet, now)
                 packet = self.reader.next_packet()
         except ProtocolError as exc:
-            self.fail(exc)
+            head = self.reader.peek(_SHOWN_BYTES + 1)
+            foreign = not self.answered and bool(head) and head[0] != MAGIC
+            self.fail(_not_binrpc(self.address, head) if foreign else exc)
             return
         waiter = self._waiter
         if waiter is not None and len(self._packets) == len(self._cookies):
@@ -160,7 +198,7 @@ class _ReplyProtocol(asyncio.Protocol):
         # before it ever answered, whether the first request was sent yet or not.
         return (
             f"{self.address}: connection lost ({reason}) before the first reply"
-            " (Kamailio at its limit of 128 ctl connections, or shutting down?)"
+            " (Kamailio at its limit of 128 ctl connections, or shutting down? or not a ctl port?)"
         )
 
     def progress(self) -> str:
@@ -168,6 +206,12 @@ class _ReplyProtocol(asyncio.Protocol):
         received = f"{self._received} of {len(self._cookies)} replies"
         if self.reader.buffered:
             received += f" and {self.reader.buffered} bytes of the next"
+        elif not self.answered and self._cookies:
+            # A SIP or HTTP port accepts a connection, reads the request and waits for more.
+            return (
+                f"{received} received, not a byte on this connection: a hung Kamailio,"
+                " or a port that is not ctl's, as SIP and HTTP ports stay silent"
+            )
         return f"{received} received"
 
     def fail(self, error: BinRpcError) -> None:
@@ -269,9 +313,9 @@ class Connection(abc.ABC):
                         # No traceback: it would tie this frame, and every reply, into a cycle.
                         replies.append(fault.with_traceback(None))
             except TimeoutError:
-                message = f"{self.address}: no reply within {limit:g} s"
-                if self._protocol.answered or self._protocol.reader.buffered:
-                    message = f"{message} ({self._protocol.progress()})"
+                message = (
+                    f"{self.address}: no reply within {limit:g} s ({self._protocol.progress()})"
+                )
                 self._protocol.fail(ConnectionLost(message))
                 raise ReplyTimeout(message) from None
             except BinRpcError as exc:
@@ -370,7 +414,20 @@ async def connect(
         raise ConnectError(f"{address}: cannot resolve {address.host!r}: {exc.strerror}") from None
     except FileNotFoundError:
         raise ConnectError(
-            f"{address}: no such socket file (Kamailio not running, or another ctl path?)"
+            f"{address}: no socket file there: is Kamailio running,"
+            f' and ctl\'s binrpc set to "{address}"?'
+        ) from None
+    except ConnectionRefusedError as exc:
+        if address.path is None:
+            hint = "is ctl loaded and listening on this address?"
+        else:
+            hint = "the socket file is there but nothing listens (a stopped Kamailio's?)"
+        raise ConnectError(f"{address}: {describe_os_error(exc)}: {hint}") from None
+    except PermissionError as exc:
+        if address.path is None:
+            raise ConnectError(f"{address}: {describe_os_error(exc)}") from None
+        raise ConnectError(
+            f"{address}: {describe_os_error(exc)}: {_permission_hint(address.path)}"
         ) from None
     except (ConnectionResetError, BrokenPipeError) as exc:
         # Accepted, then closed at once: how Kamailio turns away connections beyond 128.
@@ -380,6 +437,56 @@ async def connect(
         ) from None
     except OSError as exc:
         raise ConnectError(f"{address}: {describe_os_error(exc)}") from None
+
+
+def _permission_hint(path: str) -> str:
+    """Who the exporter runs as, who may use the socket, and how ctl changes that."""
+    uid, gids = os.geteuid(), sorted({os.getegid(), *os.getgroups()})
+    runs_as = f"the exporter runs as uid {_user(uid)}, gids {', '.join(map(_group, gids))}"
+    try:
+        info = os.stat(path)
+    except PermissionError:
+        closed = next(
+            (d for d in reversed(Path(path).parents) if not os.access(d, os.X_OK)),
+            Path(path).parent,
+        )
+        return (
+            f"{runs_as}, and may not enter {closed} ({_owner_and_mode(os.stat(closed))}):"
+            " every directory on the socket's path must be searchable (see docs/kamailio.md)"
+        )
+    except OSError:
+        return runs_as
+    if info.st_gid in gids:
+        fix = 'let its group write: modparam("ctl", "mode", 0660)'
+    else:
+        fix = (
+            'give it a group of the exporter\'s (modparam("ctl", "user", ...) and'
+            ' modparam("ctl", "group", ...), both) or the exporter its group, and let the'
+            ' group write: modparam("ctl", "mode", 0660)'
+        )
+    return f"{runs_as}; the socket is {_owner_and_mode(info)}: {fix} (see docs/kamailio.md)"
+
+
+def _owner_and_mode(info: os.stat_result) -> str:
+    mode = stat.S_IMODE(info.st_mode)
+    return (
+        f"owned by uid {_user(info.st_uid)}, gid {_group(info.st_gid)},"
+        f" mode {mode:04o} ({stat.filemode(info.st_mode)})"
+    )
+
+
+def _user(uid: int) -> str:
+    try:
+        return f"{uid} ({pwd.getpwuid(uid).pw_name})"
+    except KeyError:
+        return str(uid)
+
+
+def _group(gid: int) -> str:
+    try:
+        return f"{gid} ({grp.getgrgid(gid).gr_name})"
+    except KeyError:
+        return str(gid)
 
 
 async def _open(address: Address, call_timeout: float, max_packet_size: int) -> Connection:

@@ -498,6 +498,10 @@ class PacketReader:
     def buffered(self) -> int:
         return len(self._buffer)
 
+    def peek(self, size: int) -> bytes:
+        """The first `size` bytes not yet read as a packet (fewer if fewer came)."""
+        return bytes(self._buffer[:size])
+
     def next_packet(self) -> Packet | None:
         """The next complete packet, or None when more bytes are needed."""
         buffer = self._buffer

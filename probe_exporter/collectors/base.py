@@ -7,6 +7,7 @@ values, or a Fault in place of a failed call) into metric families. No I/O happe
 from __future__ import annotations
 
 import math
+import reprlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -28,6 +29,7 @@ __all__ = [
     "nonempty",
     "number",
     "number_field",
+    "shown",
     "single_struct",
     "str_field",
     "structs",
@@ -73,6 +75,27 @@ class Collector:
     families: tuple[FamilyInfo, ...] = ()
 
 
+class _ValueRepr(reprlib.Repr):
+    """Bounded reprs of decoded values: long strings and bytes keep their ends, long lists and
+    structs their first items, deep ones their outer levels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel = 3
+        self.maxstring = self.maxother = 80
+        self.maxlong = 40
+        self.maxlist = self.maxtuple = self.maxdict = 6
+
+    repr_bytes = reprlib.Repr.repr_str
+
+    def repr_Struct(self, value: Struct, level: int) -> str:  # reprlib's naming
+        return f"Struct({self.repr_list(value.members, level)})"
+
+
+shown = _ValueRepr().repr
+"""A value's repr for an error message, bounded: a hostile Kamailio's values run to megabytes."""
+
+
 def fault_error(method: str, fault: Fault) -> CollectorError:
     return CollectorError(f"{method}: FAULT {fault.code} {fault.message}")
 
@@ -102,14 +125,14 @@ def fields(struct: Struct) -> dict[str | None, Value]:
 def int_field(values: Mapping[str | None, Value], name: str, method: str) -> int:
     value = values.get(name)
     if type(value) is not int:
-        raise CollectorError(f"{method}: field {name!r} is not an INT ({value!r})")
+        raise CollectorError(f"{method}: field {name!r} is not an INT ({shown(value)})")
     return value
 
 
 def str_field(values: Mapping[str | None, Value], name: str, method: str) -> str:
     value = values.get(name)
     if type(value) is not str:
-        raise CollectorError(f"{method}: field {name!r} is not a STR ({value!r})")
+        raise CollectorError(f"{method}: field {name!r} is not a STR ({shown(value)})")
     return value
 
 
@@ -121,7 +144,7 @@ def number(value: Value | None, name: str, method: str) -> int | float:
         return value
     if type(value) is float and math.isfinite(value):
         return int(value) if value.is_integer() else value
-    raise CollectorError(f"{method}: field {name!r} is not a number ({value!r})")
+    raise CollectorError(f"{method}: field {name!r} is not a number ({shown(value)})")
 
 
 def number_field(values: Mapping[str | None, Value], name: str, method: str) -> int | float:

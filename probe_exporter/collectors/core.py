@@ -18,6 +18,7 @@ from .base import (
     fault_error,
     fields,
     int_field,
+    shown,
     single_struct,
     str_field,
 )
@@ -61,7 +62,7 @@ def _version(reply: Reply) -> tuple[str, str, str, str]:
     text = reply[0] if len(reply) == 1 else None
     match = _VERSION.match(text) if isinstance(text, str) else None
     if match is None:
-        raise CollectorError(f"core.version: unexpected reply {reply!r}")
+        raise CollectorError(f"core.version: unexpected reply {shown(reply)}")
     # Dashboards match on os: its case must not change with a Kamailio upgrade.
     return match.group(2), match.group(3), match.group(4).lower(), match.group(5)
 

@@ -17,6 +17,7 @@ from .base import (
     CollectorOptions,
     Reply,
     int_field_families,
+    shown,
 )
 
 SOURCE = "dlg.stats_active"
@@ -66,7 +67,7 @@ def _collect(replies: Sequence[Reply], options: CollectorOptions) -> list[Metric
             # and the dialog counts stay (one misnamed profile must not hide them).
             continue
         if len(reply) != 1 or type(reply[0]) is not int:
-            raise CollectorError(f"{method}: expected one INT, got {reply!r}")
+            raise CollectorError(f"{method}: expected one INT, got {shown(reply)}")
         sizes.samples.append(((profile,), reply[0] & 0xFFFFFFFF))
     if sizes.samples:
         families.append(sizes)

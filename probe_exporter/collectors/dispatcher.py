@@ -22,6 +22,7 @@ from .base import (
     fields,
     int_field,
     nonempty,
+    shown,
     single_struct,
     str_field,
 )
@@ -140,7 +141,7 @@ def _number(values: dict[str | None, Value], name: str) -> int | float:
     value = values.get(name)
     if type(value) is int or type(value) is float:
         return value
-    raise CollectorError(f"{SOURCE}: field {name!r} is not a number ({value!r})")
+    raise CollectorError(f"{SOURCE}: field {name!r} is not a number ({shown(value)})")
 
 
 def _members(struct: Value | None, name: str, where: str) -> list[Value]:
@@ -181,7 +182,7 @@ def _collect(replies: Sequence[Reply], options: CollectorOptions) -> list[Metric
             flags = str_field(values, "FLAGS", SOURCE)
             state = flags[:1]
             if state not in _STATES:
-                raise CollectorError(f"{SOURCE}: unknown FLAGS {flags!r} of {uri}")
+                raise CollectorError(f"{SOURCE}: unknown FLAGS {shown(flags)} of {shown(uri)}")
             families[UP].samples.append((labels, 1 if state in _SELECTABLE else 0))
             state_samples = families[STATE].samples
             for letter, state_name in _STATES.items():

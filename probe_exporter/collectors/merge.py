@@ -42,6 +42,7 @@ from ..metrics import (
     text_names,
 )
 from . import is_reserved
+from .base import shown
 
 __all__ = ["MergeError", "Merged", "merge_exposition", "merge_parsed", "parse_exposition"]
 
@@ -198,16 +199,16 @@ def _canonical(number: str, label: str, family: str) -> str:
     except ValueError:
         bound = math.nan
     if math.isnan(bound):
-        raise MergeError(f"{family}: {label}={number!r} is not a number")
+        raise MergeError(f"{family}: {label}={shown(number)} is not a number")
     return format_value(bound)
 
 
 def _check_names(name: str, labels: Iterable[str]) -> None:
     if not _METRIC_NAME.fullmatch(name):
-        raise MergeError(f"metric name {name!r} is not valid in text format 0.0.4")
+        raise MergeError(f"metric name {shown(name)} is not valid in text format 0.0.4")
     for label in labels:
         if not _LABEL_NAME.fullmatch(label) or label.startswith("__"):
-            raise MergeError(f"{name}: label name {label!r} is not valid")
+            raise MergeError(f"{shown(name)}: label name {shown(label)} is not valid")
 
 
 def parse_exposition(text: str) -> list[Metric]:

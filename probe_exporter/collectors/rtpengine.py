@@ -23,6 +23,7 @@ from .base import (
     fields,
     int_field,
     nonempty,
+    shown,
     structs,
 )
 
@@ -72,7 +73,7 @@ def _state(values: Mapping[str | None, Value]) -> tuple[bool, bool]:
         return False, disabled.startswith("1")
     if isinstance(disabled, int):
         return disabled == 0, False
-    raise CollectorError(f"{SOURCE}: a node without 'disabled' or 'active' ({values!r})")
+    raise CollectorError(f"{SOURCE}: a node without 'disabled' or 'active' ({shown(values)})")
 
 
 def _collect(replies: Sequence[Reply], options: CollectorOptions) -> list[MetricFamily]:

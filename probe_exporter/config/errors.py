@@ -48,7 +48,12 @@ class ConfigError(ExporterError, ValueError):
 
 class TargetRejected(ExporterError):
     """The target is neither a listed name nor allowed by a rule (HTTP 403); nothing was
-    connected to. The message is one line."""
+    connected to. The message, one line, is the client's: it never tells what a name resolves
+    to, or whether it resolves. `detail`, for the exporter's log, may."""
+
+    def __init__(self, message: str, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail or message
 
 
 class TargetResolveError(ExporterError):

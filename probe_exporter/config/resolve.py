@@ -61,8 +61,15 @@ async def resolve_target(
     return ResolvedTarget(allowed, config.modules[module or rule.module or DEFAULT_MODULE], rule)
 
 
-def _rejected(target: str, reason: str) -> TargetRejected:
-    return TargetRejected(f"target {_short(target)}: {reason}")
+# Every refused host name gets this one answer: whether the name resolves, and to what, is
+# for the exporter's log only (a client must not use the exporter as a DNS oracle).
+_NO_NAME_RULE = "no allow rule matches this host name"
+
+
+def _rejected(target: str, reason: str, detail: str | None = None) -> TargetRejected:
+    return TargetRejected(
+        f"target {_short(target)}: {reason}", detail and f"target {_short(target)}: {detail}"
+    )
 
 
 def _short(text: str) -> str:
@@ -124,7 +131,7 @@ async def _allowed(
         raise _rejected(target, "no allow rule covers this address")
     name_rule = next((rule for rule in candidates if rule.matches_name(address.host)), None)
     if name_rule is None and not any(rule.network is not None for rule in candidates):
-        raise _rejected(target, "no allow rule matches this host name")
+        raise _rejected(target, _NO_NAME_RULE)
     try:
         resolved = await _resolve(address, resolve_timeout)
     except (OSError, TimeoutError) as exc:
@@ -132,7 +139,9 @@ async def _allowed(
         if name_rule is not None:
             raise TargetResolveError(f"cannot resolve {address.host}: {reason}") from None
         raise _rejected(
-            target, f"the name does not resolve ({reason}), so no network rule can allow it"
+            target,
+            _NO_NAME_RULE,
+            f"the name does not resolve ({reason}), so no network rule can allow it",
         ) from None
     for rule in candidates:
         if rule.matches_name(address.host):
@@ -141,7 +150,7 @@ async def _allowed(
             if rule.contains(ip):
                 return rule, dataclasses.replace(address, host=str(ip))
     shown = ", ".join(str(ip) for ip in resolved[:4])
-    raise _rejected(target, f"resolves to {shown}, which no allow rule covers")
+    raise _rejected(target, _NO_NAME_RULE, f"resolves to {shown}, which no allow rule covers")
 
 
 class _Lookups:

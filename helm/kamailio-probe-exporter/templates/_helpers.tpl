@@ -44,6 +44,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 
 {{- define "kamailio-probe-exporter.image" -}}
+{{- if not .Values.image.repository -}}
+{{- fail (printf "\n\nimage.repository is not set. No public registry has the kamailio-probe-exporter image: build it from the repository's Dockerfile and push it to your registry, then install with --set image.repository=REGISTRY/kamailio-probe-exporter:\n\n  docker build --build-arg VERSION=%[1]s -t REGISTRY/kamailio-probe-exporter:%[1]s .\n  docker push REGISTRY/kamailio-probe-exporter:%[1]s\n\n(see docs/deploy.md)" .Chart.AppVersion) -}}
+{{- end -}}
 {{- $repository := .Values.image.repository -}}
 {{- with .Values.image.registry -}}
 {{- $repository = printf "%s/%s" . $repository -}}
