@@ -111,7 +111,9 @@ class Exporter:
         program = [str(VENV_BIN / "kamailio-probe-exporter")]
         source = source or self.default_source
         if source is not None:
-            program = [str(VENV_BIN / "python"), "-m", "probe_exporter"]
+            # -P: not the working directory first on sys.path, where a checkout's pure-Python
+            # package would shadow the one on PYTHONPATH
+            program = [str(VENV_BIN / "python"), "-P", "-m", "probe_exporter"]
         env = source_env(source)
         command = [
             *program,
