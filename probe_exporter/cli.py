@@ -13,17 +13,15 @@ import signal
 import socket
 import sys
 import urllib.parse
-from collections.abc import Coroutine, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, NoReturn
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 from aiohttp import web
 
-from . import __version__, logs, rpc_command
+from . import __version__, flags, logs, rpc_command
 from .config import Config, ConfigError, load_config
 from .config.files import UnreadableFile, read_regular_file
-from .flags import DEFAULT_LISTEN, ENV_PREFIX, split_listen_address
-from .flags import env_name as _env_name
+from .flags import DEFAULT_LISTEN, ENV_PREFIX, legacy_env_names, split_listen_address
 from .server import (
     AUTO_MAX_CONNECTIONS,
     ConnectionGuard,
@@ -36,7 +34,14 @@ from .server import (
     socket_name,
     systemd_sockets,
 )
-from .service import MERGED_SOURCE_CONNECTIONS, Exporter, ReloadError, Settings
+from .service import (
+    MERGED_SOURCE_CONNECTIONS,
+    Exporter,
+    ReloadError,
+    Settings,
+    config_loading,
+    pool_descriptors,
+)
 from .web import create_app
 from .webconfig import WebConfigError, WebConfigHolder, web_middleware
 
@@ -49,97 +54,8 @@ log = logging.getLogger("probe_exporter")
 GC_THRESHOLD = 5000
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {text}")
-    return value
-
-
-def _route_prefix(text: str) -> str:
-    if not text.startswith("/"):
-        raise argparse.ArgumentTypeError(f"must start with '/': {text}")
-    return "/" + text.strip("/") if text.strip("/") else "/"
-
-
-def _external_url(text: str) -> str:
-    parts = urllib.parse.urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise argparse.ArgumentTypeError(f"must be an absolute http(s) URL: {text}")
-    return text
-
-
-@dataclass(frozen=True)
-class _Flag:
-    name: str
-    dest: str
-    default: object
-    env: str
-    kind: str  # "value", "append" (repeatable; comma-separated in the env) or "bool"
-
-
-class _Parser(argparse.ArgumentParser):
-    """Flags that each have an environment variable, checked exactly as the flag is: the same
-    type, the same choices, the same message (naming the variable), exit code 2."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        # No defaults in the namespace: what is missing was not on the command line.
-        super().__init__(argument_default=argparse.SUPPRESS, **kwargs)
-        self.env_flags: list[_Flag] = []
-        self._env_context: str | None = None
-
-    def flag(self, name: str, *, dest: str, default: object = None, **kwargs: Any) -> None:
-        env = _env_name(name)
-        action = kwargs.get("action")
-        kind = {"append": "append", "store_true": "bool"}.get(str(action), "value")
-        self.env_flags.append(_Flag(name, dest, default, env, kind))
-        text = ",".join(default) if isinstance(default, list) else str(default)
-        shown = "" if default in (None, False) else f" (default: {text})"
-        kwargs["help"] = f"{kwargs.get('help', '')}{shown} [env {env}]"
-        self.add_argument(name, dest=dest, **kwargs)
-
-    def error(self, message: str) -> NoReturn:
-        if self._env_context:
-            message = f"{self._env_context}: {message}"
-        super().error(message)
-
-    def from_env(self, flag: _Flag, text: str) -> object:
-        self._env_context = f"environment variable {flag.env}={text!r}"
-        try:
-            if flag.kind == "bool":
-                if text.lower() not in ("true", "false"):
-                    self.error("must be true or false")
-                return text.lower() == "true"
-            values = [v.strip() for v in text.split(",")] if flag.kind == "append" else [text]
-            namespace = self.parse_args([f"{flag.name}={v}" for v in values if v])
-            return getattr(namespace, flag.dest, flag.default)
-        finally:
-            self._env_context = None
-
-
-def build_parser() -> _Parser:
-    parser = _Parser(
+def build_parser() -> flags.EnvFlagParser:
+    parser = flags.EnvFlagParser(
         prog="kamailio-probe-exporter",
         description="Prometheus exporter for a fleet of Kamailio servers: Prometheus scrapes "
         "/probe?target=..., the exporter asks that Kamailio over BINRPC. "
@@ -159,7 +75,7 @@ def build_parser() -> _Parser:
     flag(
         "--config.auto-reload-interval",
         dest="auto_reload_interval",
-        type=_non_negative_float,
+        type=flags.non_negative_float,
         default=0.0,
         help="seconds between checks of the config file's checksum; a changed file is "
         "reloaded (0 disables)",
@@ -188,7 +104,7 @@ def build_parser() -> _Parser:
     flag(
         "--web.external-url",
         dest="external_url",
-        type=_external_url,
+        type=flags.external_url,
         default=None,
         help="the URL under which the exporter is reached (e.g. behind a reverse proxy); "
         "its path is the default route prefix",
@@ -196,14 +112,14 @@ def build_parser() -> _Parser:
     flag(
         "--web.route-prefix",
         dest="route_prefix",
-        type=_route_prefix,
+        type=flags.route_prefix,
         default=None,
         help="path prefix of every endpoint (default: the path of --web.external-url, or /)",
     )
     flag(
         "--web.read-header-timeout",
         dest="read_header_timeout",
-        type=_positive_float,
+        type=flags.positive_float,
         default=10.0,
         help="seconds a client has to send a whole request head, from connecting or from the "
         "first byte after an idle keep-alive pause (and for a TLS handshake)",
@@ -211,14 +127,14 @@ def build_parser() -> _Parser:
     flag(
         "--web.idle-timeout",
         dest="idle_timeout",
-        type=_positive_float,
+        type=flags.positive_float,
         default=120.0,
         help="seconds an idle keep-alive connection stays open",
     )
     flag(
         "--web.max-connections",
         dest="web_max_connections",
-        type=_non_negative_int,
+        type=flags.non_negative_int,
         default=0,
         help="open client connections at most; at the cap, the one waiting longest without a "
         "request in progress is closed (0: sized from the open file limit, at most "
@@ -242,20 +158,21 @@ def build_parser() -> _Parser:
         "--log.prober",
         dest="log_prober",
         default="info",
+        type=str.lower,
         choices=sorted(logs.LEVELS),
         help="level from which probes' log lines go to the log, whatever --log.level",
     )
     flag(
         "--timeout-offset",
         dest="timeout_offset",
-        type=_non_negative_float,
+        type=flags.non_negative_float,
         default=0.5,
         help="seconds subtracted from Prometheus' scrape timeout to get the probe deadline",
     )
     flag(
         "--probe.default-scrape-timeout",
         dest="default_scrape_timeout",
-        type=_positive_float,
+        type=flags.positive_float,
         default=10.0,
         help="scrape timeout assumed when the scraper sends no "
         "X-Prometheus-Scrape-Timeout-Seconds header",
@@ -263,83 +180,60 @@ def build_parser() -> _Parser:
     flag(
         "--probe.max-concurrent",
         dest="max_concurrent",
-        type=_positive_int,
+        type=flags.positive_int,
         default=256,
         help="probes in flight at most; beyond it /probe answers 503 with Retry-After",
     )
     flag(
         "--history.limit",
         dest="history_limit",
-        type=_non_negative_int,
+        type=flags.non_negative_int,
         default=100,
         help="recent probes kept for the landing page and /logs (0 disables)",
     )
     flag(
+        "--history.max-bytes",
+        dest="history_max_bytes",
+        type=flags.positive_int,
+        default=64 << 20,
+        help="rendered metrics kept in the history at most, in bytes; the oldest probes go "
+        "first (the newest is always kept)",
+    )
+    flag(
         "--pool.idle-ttl",
         dest="idle_ttl",
-        type=_positive_float,
+        type=flags.positive_float,
         help="override [pool] idle_ttl",
     )
     flag(
         "--pool.max-connections",
         dest="max_connections",
-        type=_positive_int,
+        type=flags.positive_int,
         help="override [pool] max_connections",
     )
     flag(
         "--pool.per-target",
         dest="per_target",
-        type=_positive_int,
+        type=flags.positive_int,
         help="override [pool] per_target",
+    )
+    flag(
+        "--pool.max-adhoc-connections",
+        dest="max_adhoc_connections",
+        type=flags.positive_int,
+        help="override [pool] max_adhoc_connections",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    """The command line, then each flag's environment variable (an empty one counts as unset),
-    then the default."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    for flag in parser.env_flags:
-        if hasattr(args, flag.dest):
-            continue
-        text = os.environ.get(flag.env, "")
-        setattr(args, flag.dest, parser.from_env(flag, text) if text else flag.default)
+    """The command line, then each flag's environment variable, then the default."""
+    args = build_parser().parse_with_env(argv, os.environ)
     if args.route_prefix is None:
         path = urllib.parse.urlsplit(args.external_url).path if args.external_url else "/"
-        args.route_prefix = _route_prefix(path or "/")
+        args.route_prefix = flags.route_prefix(path or "/")
     return args
-
-
-# Environment variables of the older single-target Go exporter (pascomnet/kamailio_exporter;
-# florentchauveau's reads none). HOST, PORT and DEBUG are generic names that other software
-# sets for its own reasons (tcsh exports HOST as the machine's name, PaaS platforms set PORT
-# for the app's listener), so they alone never warn. HOST and PORT together, with HOST not this
-# machine's name, is that exporter's TCP set-up; so is any of the distinctive names.
-LEGACY_ENV = (
-    "SOCKET_PATH",
-    "BIND_IP",
-    "BIND_PORT",
-    "METRICS_PATH",
-    "RTPMETRICS_PATH",
-    "CUSTOM_KAMAILIO_METRICS_URL",
-)
-LEGACY_GENERIC_ENV = ("HOST", "PORT", "DEBUG")
-
-
-def legacy_env_names(environ: Mapping[str, str], hostname: str) -> list[str]:
-    """The old exporter's variables set in `environ`, when they look like its configuration."""
-    distinctive = [name for name in LEGACY_ENV if name in environ]
-    host = environ.get("HOST")
-    old_tcp_setup = (
-        host is not None
-        and "PORT" in environ
-        and host.lower() not in (hostname.lower(), hostname.split(".")[0].lower())
-    )
-    if not distinctive and not old_tcp_setup:
-        return []
-    return distinctive + [name for name in LEGACY_GENERIC_ENV if name in environ]
 
 
 async def watch_config(exporter: Exporter, path: str, interval: float, seen: str | None) -> None:
@@ -372,7 +266,7 @@ async def serve(
     gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
     pool_overrides = {
         name: getattr(args, name)
-        for name in ("idle_ttl", "max_connections", "per_target")
+        for name in ("idle_ttl", "max_connections", "per_target", "max_adhoc_connections")
         if getattr(args, name) is not None
     }
     settings = Settings(
@@ -380,11 +274,12 @@ async def serve(
         timeout_offset=args.timeout_offset,
         max_concurrent=args.max_concurrent,
         history_limit=args.history_limit,
+        history_max_bytes=args.history_max_bytes,
         default_scrape_timeout=args.default_scrape_timeout,
         pool_overrides=pool_overrides,
     )
     nofile = raise_nofile_limit()
-    pool_max = args.max_connections or config.pool.max_connections
+    pool_max = pool_descriptors(config, settings)
     limits = HttpLimits(
         read_header_timeout=args.read_header_timeout,
         idle_timeout=args.idle_timeout,
@@ -517,6 +412,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, OSError) as exc:  # the listen port is taken, the file changed...
         log.error("cannot serve: %s", exc)
         return 1
+    if config_loading():
+        # A reload's read or parse still runs in its thread: exit now rather than wait for it,
+        # and before the interpreter's teardown, which a thread running on would crash.
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(0)
     return 0
 
 

@@ -26,14 +26,17 @@ class ProbeRecord:
 
 
 class ProbeHistory:
-    """The last `limit` probes, plus up to `limit` failures pushed out by newer probes.
+    """The last `limit` probes, plus up to `limit` failures pushed out by newer probes, within
+    `max_bytes` of rendered metrics in all (the oldest go first).
 
-    Memory stays bounded at about twice `limit` debug texts, and a flood of successes does not
-    hide the failure an operator came to look at.
+    Memory stays bounded at about twice `limit` debug texts, and `max_bytes` however large each
+    is; a flood of successes does not hide the failure an operator came to look at.
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, max_bytes: int = 64 << 20) -> None:
         self.limit = limit
+        self.max_bytes = max_bytes
+        self.bytes = 0  # the rendered metrics kept
         self._ids = itertools.count(1)
         self._recent: deque[ProbeRecord] = deque()
         self._failures: deque[ProbeRecord] = deque()
@@ -67,12 +70,18 @@ class ProbeHistory:
             finished_at,
         )
         self._recent.append(record)
+        self.bytes += len(exposition)
         if len(self._recent) > self.limit:
             dropped = self._recent.popleft()
             if not dropped.success:
                 self._failures.append(dropped)
                 if len(self._failures) > self.limit:
-                    self._failures.popleft()
+                    self.bytes -= len(self._failures.popleft().exposition)
+            else:
+                self.bytes -= len(dropped.exposition)
+        while self.bytes > self.max_bytes and (self._failures or len(self._recent) > 1):
+            oldest = self._failures if self._failures else self._recent
+            self.bytes -= len(oldest.popleft().exposition)
         return record
 
     def __iter__(self) -> Iterator[ProbeRecord]:

@@ -4,6 +4,11 @@ Kamailio serves every ctl client from one process and accepts at most 128 stream
 total, never closing idle ones itself. So the pool keeps few connections per target (default 1,
 shared by concurrent probes, whose calls the connection serialises), closes connections left
 unused for `idle_ttl`, and closes the least recently used one when `max_connections` is reached.
+
+Connections to listed targets and to addresses that allow rules let in (ad hoc) are kept apart,
+each kind with its own maximum (`max_connections`, `max_adhoc_connections`): however many
+addresses are probed ad hoc, they only ever push out each other, never a listed target's
+connection. Ad-hoc slots have negative indexes in the pool's keys.
 """
 
 from __future__ import annotations
@@ -48,23 +53,24 @@ class Lease:
 
 class _ConnectionCache(TTLCache[PoolKey, Connection]):
     """A TTLCache that hands every connection it drops to `on_drop`, with the reason: "idle"
-    (expired) or "evicted" (least recently used, to make room)."""
+    (expired) or "evicted" (least recently used, to make room), and its own maximum."""
 
     def __init__(
-        self, maxsize: int, ttl: float, on_drop: Callable[[Connection, str], None]
+        self, maxsize: int, ttl: float, on_drop: Callable[[Connection, str, int], None]
     ) -> None:
         super().__init__(maxsize, ttl)
+        self.limit = maxsize
         self._on_drop = on_drop
 
     def expire(self, time: Any = None) -> Any:
         expired = super().expire(time)
         for _, connection in expired:
-            self._on_drop(connection, "idle")
+            self._on_drop(connection, "idle", self.limit)
         return expired
 
     def popitem(self) -> tuple[PoolKey, Connection]:
         key, connection = super().popitem()
-        self._on_drop(connection, "evicted")
+        self._on_drop(connection, "evicted", self.limit)
         return key, connection
 
 
@@ -77,6 +83,7 @@ class ConnectionPool:
         idle_ttl: float,
         max_connections: int,
         per_target: int,
+        max_adhoc_connections: int = 128,
         max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
         connector: Connector | None = None,
         stats: PoolStats | None = None,
@@ -86,6 +93,7 @@ class ConnectionPool:
         self._max_packet_size = max_packet_size
         self._connector = connector or self._connect
         self._cache = _ConnectionCache(max_connections, idle_ttl, self._dropped)
+        self._adhoc = _ConnectionCache(max_adhoc_connections, idle_ttl, self._dropped)
         self._leases: dict[Connection, int] = {}
         self._connecting: dict[PoolKey, asyncio.Future[Connection]] = {}
         self._closing: set[asyncio.Task[None]] = set()
@@ -97,7 +105,10 @@ class ConnectionPool:
         return await connect(address, timeout=timeout, max_packet_size=self._max_packet_size)
 
     def __len__(self) -> int:
-        return len(self._cache)
+        return len(self._cache) + len(self._adhoc)
+
+    def _cache_of(self, key: PoolKey) -> _ConnectionCache:
+        return self._cache if key[1] >= 0 else self._adhoc
 
     def start(self) -> None:
         """Starts closing idle connections in the background, even while no probe runs."""
@@ -109,27 +120,33 @@ class ConnectionPool:
         while True:
             await asyncio.sleep(interval)
             self._cache.expire()
+            self._adhoc.expire()
 
     @contextlib.asynccontextmanager
-    async def lease(self, address: Address, *, timeout: float) -> AsyncIterator[Lease]:
+    async def lease(
+        self, address: Address, *, timeout: float, listed: bool = True
+    ) -> AsyncIterator[Lease]:
         """Yields a usable connection to `address`; connecting takes at most `timeout` seconds.
+        `listed` says whether it is a listed target's or an ad-hoc address's (see above).
 
         A connection that breaks while leased is dropped from the pool on release.
         """
-        key, lease = await self._acquire(address, timeout)
+        key, lease = await self._acquire(address, timeout, 1 if listed else -1)
         self._leases[lease.connection] = self._leases.get(lease.connection, 0) + 1
         try:
             yield lease
         finally:
             self._release(key, lease.connection)
 
-    async def _acquire(self, address: Address, timeout: float) -> tuple[PoolKey, Lease]:
-        self._cache.expire()
+    async def _acquire(self, address: Address, timeout: float, sign: int) -> tuple[PoolKey, Lease]:
+        """`sign` is 1 for a listed target's slots (0, 1...), -1 for ad-hoc ones (-1, -2...)."""
+        cache = self._cache if sign > 0 else self._adhoc
+        cache.expire()
+        slots = [(address, index if sign > 0 else -1 - index) for index in range(self.per_target)]
         shared: tuple[PoolKey, Connection] | None = None
         free_slot: PoolKey | None = None
-        for index in range(self.per_target):
-            key = (address, index)
-            connection = self._cache.get(key)
+        for key in slots:
+            connection = cache.get(key)
             if connection is not None and connection.usable:
                 if not self._leases.get(connection):
                     self.stats.hits += 1
@@ -153,11 +170,11 @@ class ConnectionPool:
         # (asyncio.wait neither cancels nor consumes the futures it watches.)
         loop = asyncio.get_running_loop()
         started = loop.time()
-        pending = [self._connecting[(address, index)] for index in range(self.per_target)]
+        pending = [self._connecting[key] for key in slots]
         done, _ = await asyncio.wait(pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         if not done:
             raise PoolTimeout(f"timed out waiting for a connection to {address}")
-        return await self._acquire(address, max(timeout - (loop.time() - started), 0.001))
+        return await self._acquire(address, max(timeout - (loop.time() - started), 0.001), sign)
 
     async def _open(self, key: PoolKey, timeout: float) -> Connection:
         future: asyncio.Future[Connection] = asyncio.get_running_loop().create_future()
@@ -174,7 +191,7 @@ class ConnectionPool:
         finally:
             del self._connecting[key]
         future.set_result(connection)
-        self._cache[key] = connection
+        self._cache_of(key)[key] = connection
         return connection
 
     def _release(self, key: PoolKey, connection: Connection) -> None:
@@ -183,10 +200,11 @@ class ConnectionPool:
             self._leases[connection] = remaining
         else:
             del self._leases[connection]
+        cache = self._cache_of(key)
         if not connection.usable or (self._retiring and not remaining):
             self._forget(key, connection)
-        elif self._cache.get(key) is connection:
-            self._cache[key] = connection  # re-inserting restarts the idle TTL
+        elif cache.get(key) is connection:
+            cache[key] = connection  # re-inserting restarts the idle TTL
         elif not remaining:
             self._close_later(connection)  # evicted while leased
 
@@ -197,16 +215,17 @@ class ConnectionPool:
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
-        for key, connection in list(self._cache.items()):
+        for key, connection in [*self._cache.items(), *self._adhoc.items()]:
             if not self._leases.get(connection):
                 self._forget(key, connection)
 
     def _forget(self, key: PoolKey, connection: Connection) -> None:
-        if self._cache.get(key) is connection:
-            del self._cache[key]
+        cache = self._cache_of(key)
+        if cache.get(key) is connection:
+            del cache[key]
         self._close_later(connection)
 
-    def _dropped(self, connection: Connection, reason: str) -> None:
+    def _dropped(self, connection: Connection, reason: str, limit: int) -> None:
         if not self._closed:
             self.stats.evictions += 1
             if reason == "idle":
@@ -219,7 +238,7 @@ class ConnectionPool:
                 log.debug(
                     "closing the connection to %s: least recently used, at the limit of %d",
                     connection.address,
-                    self._cache.maxsize,
+                    limit,
                 )
         if not self._leases.get(connection):
             self._close_later(connection)
@@ -244,7 +263,8 @@ class ConnectionPool:
                 await self._sweeper
             self._sweeper = None
         self._closed = True
-        self._cache.expire()
-        while self._cache:
-            self._cache.popitem()  # hands the connection to _dropped, which closes it
+        for cache in (self._cache, self._adhoc):
+            cache.expire()
+            while cache:
+                cache.popitem()  # hands the connection to _dropped, which closes it
         await asyncio.gather(*self._closing, return_exceptions=True)

@@ -5,8 +5,10 @@ probe's budget), then runs the RPCs and fetches the target's HTTP sources meanwh
 raises for a target's failure: it returns `kamailio_up 0` with the failed stage
 (`kamailio_probe_failure_info{stage}`), so that Prometheus keeps the probe's own metrics. Only a
 target that must not be probed at all raises (TargetRefused). Each class of error maps to its
-stage: ResolveError to resolve, ConnectError to connect, ConnectionLost to rpc, ProtocolError to
-decode, and every wait that ran out of time (ExporterTimeout, the probe's deadline) to timeout.
+stage: ResolveError to resolve, ConnectError to connect, ConnectionLost to rpc, LimitExceeded
+(a limit of the module's ProbeLimits, see limits.py) and too many samples to limit,
+ProtocolError to decode, and every wait that ran out of time (ExporterTimeout, the probe's
+deadline) to timeout.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
 
 import aiohttp
 from cachetools import TTLCache
@@ -25,97 +26,20 @@ from prometheus_client.metrics_core import Metric
 
 from .binrpc.address import Address
 from .binrpc.client import BusyTimeout, ConnectError, Connection, ConnectionLost, Reply
-from .binrpc.codec import Fault, ProtocolError
+from .binrpc.codec import Fault, LimitExceeded, ProtocolError
 from .collectors import COLLECTORS, Call, Collector, CollectorOptions
 from .collectors.merge import merge_parsed
 from .errors import ExporterError
-from .metrics import FamilyInfo, MetricFamily, drop_bad_samples
+from .limits import DEFAULT_LIMITS, INLINE_VALUES, ProbeBudget, ProbeLimits, offload
+from .metrics import MetricFamily, drop_bad_samples
 from .pool import ConnectionPool, PoolTimeout
+from .probe_families import PROBE_FAMILIES as PROBE_FAMILIES
+from .probe_families import STAGES as STAGES
+from .probe_families import probe_families
 from .probelog import ProbeLogCapture, probe_logger
 from .sources import SourceError, fetch_source
 
-STAGES = ("resolve", "connect", "rpc", "decode", "timeout")
 LIST_METHODS = Call("system.listMethods")
-
-# Families every probe emits, whatever its collectors (documented in METRICS.md).
-UP = FamilyInfo(
-    "kamailio_up",
-    "gauge",
-    "Whether Kamailio answered the probe's RPCs (1) or not (0).",
-    (),
-    "probe",
-)
-DURATION = FamilyInfo(
-    "kamailio_probe_duration_seconds", "gauge", "How long the probe took, in seconds.", (), "probe"
-)
-TIMEOUT = FamilyInfo(
-    "kamailio_probe_timeout_seconds",
-    "gauge",
-    "The probe's deadline in seconds (module or target timeout, or the scrape "
-    "timeout less the offset).",
-    (),
-    "probe",
-)
-FAILURE = FamilyInfo(
-    "kamailio_probe_failure_info",
-    "gauge",
-    "The stage at which a failed probe failed: resolve, connect, rpc, decode or timeout.",
-    ("stage",),
-    "probe",
-)
-COLLECTOR_SUCCESS = FamilyInfo(
-    "kamailio_exporter_collector_success",
-    "gauge",
-    "Whether a collector succeeded (1) or failed (0) in this probe.",
-    ("collector",),
-    "probe",
-)
-COLLECTOR_DURATION = FamilyInfo(
-    "kamailio_exporter_collector_duration_seconds",
-    "gauge",
-    "Seconds from the start of the probe's RPCs until the "
-    "collector's replies were in and turned into metrics.",
-    ("collector",),
-    "probe",
-)
-MERGED_DUPLICATES = FamilyInfo(
-    "kamailio_exporter_merged_duplicates",
-    "gauge",
-    "Samples dropped from a merged HTTP source because the exporter emits or reserves their "
-    "name, another family of the probe's sources has it, or their series repeats.",
-    ("source",),
-    "probe",
-)
-INVALID_VALUES = FamilyInfo(
-    "kamailio_exporter_invalid_values",
-    "gauge",
-    "Samples dropped because Prometheus cannot take their value (out of a float's range, a "
-    "negative or NaN counter...), by collector or merged source.",
-    ("collector",),
-    "probe",
-    "only collectors and sources that dropped any; the stats collector counts statistics "
-    "that are not a %lu number in kamailio_exporter_stats_dropped",
-)
-DUPLICATE_SERIES = FamilyInfo(
-    "kamailio_exporter_duplicate_series",
-    "gauge",
-    "Samples dropped because their series (name and labels) repeats one of the collector's.",
-    ("collector",),
-    "probe",
-    "only collectors that dropped any",
-)
-PROBE_FAMILIES = (
-    UP,
-    DURATION,
-    TIMEOUT,
-    FAILURE,
-    COLLECTOR_SUCCESS,
-    COLLECTOR_DURATION,
-    MERGED_DUPLICATES,
-    INVALID_VALUES,
-    DUPLICATE_SERIES,
-)
-_NONE: Mapping[str, int] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +54,8 @@ class ProbeTarget:
     timeout: float
     settings: Callable[[], str]  # the effective settings, for the debug output
     http_sources: Mapping[str, str] = field(default_factory=dict)
+    limits: ProbeLimits = DEFAULT_LIMITS
+    listed: bool = True  # a target of the config file, not an address an allow rule let in
 
 
 class ResolveError(ExporterError):
@@ -233,6 +159,7 @@ class _ProbeRun:
         self.invalid: dict[str, int] = {}
         self.duplicates: dict[str, int] = {}
         self.connection: Connection | None = None  # the last one tried: how far did it get?
+        self.budget = ProbeBudget(DEFAULT_LIMITS)  # the target's limits once resolved
 
     def remaining(self) -> float:
         return max(self.deadline - self.loop.time(), 0.001)
@@ -279,7 +206,7 @@ class _ProbeRun:
                     task.exception()  # reported above, or moot once the probe is abandoned
         duration = time.monotonic() - self.started
         self.families.extend(
-            _probe_families(
+            probe_families(
                 stage,
                 duration,
                 self.timeout,
@@ -315,6 +242,7 @@ class _ProbeRun:
         except ResolveError as exc:
             raise _StageFailure("resolve", str(exc)) from exc
         self.target = target
+        self.budget = ProbeBudget(target.limits)
         self.timeout = target.timeout
         self.deadline = self.loop.time() + target.timeout - (time.monotonic() - self.started)
         self.log.identify(target.name, target.module)
@@ -331,7 +259,9 @@ class _ProbeRun:
         for attempt in (1, 2):
             reused = False
             try:
-                async with self.prober.pool.lease(address, timeout=self.remaining()) as lease:
+                async with self.prober.pool.lease(
+                    address, timeout=self.remaining(), listed=target.listed
+                ) as lease:
                     reused = lease.reused
                     self.connection = lease.connection
                     self.log.debug(
@@ -349,8 +279,11 @@ class _ProbeRun:
                     self.outcomes.clear()
                     self.invalid.clear()
                     self.duplicates.clear()
+                    self.budget = ProbeBudget(target.limits)
                     continue
                 raise _StageFailure("rpc", str(exc)) from exc
+            except LimitExceeded as exc:
+                raise _StageFailure("limit", self.budget.over_limit(exc)) from exc
             except ProtocolError as exc:
                 raise _StageFailure("decode", str(exc)) from exc
 
@@ -367,10 +300,7 @@ class _ProbeRun:
             calls.extend(collector_calls)
 
         rpc_started = loop.time()
-        arrivals: list[float] = []
-        replies = await connection.call_many(
-            [(c.method, c.params) for c in calls], timeout=self.remaining(), arrivals=arrivals
-        )
+        replies, counts, arrivals = await self._exchange(connection, calls)
         plog.debug("%d RPCs answered in %.4fs", len(calls), loop.time() - rpc_started)
         if methods is None:
             methods = _methods_from(replies[0], plog)
@@ -393,47 +323,70 @@ class _ProbeRun:
                 second_round.append((collector, more))
                 continue
             ready = arrivals[last - 1] if last > first else rpc_started
-            self._run_one(collector, collector_replies, options, ready - rpc_started)
+            await self._run_one(
+                collector, collector_replies, sum(counts[first:last]), target, ready - rpc_started
+            )
 
         if second_round:
             calls = [call for _, more in second_round for call in more]
-            arrivals = []
-            replies = await connection.call_many(
-                [(c.method, c.params) for c in calls], timeout=self.remaining(), arrivals=arrivals
-            )
+            replies, counts, arrivals = await self._exchange(connection, calls)
             first = 0
             for collector, more in second_round:
                 last = first + len(more)
-                self._run_one(
-                    collector, replies[first:last], options, arrivals[last - 1] - rpc_started
+                await self._run_one(
+                    collector,
+                    replies[first:last],
+                    sum(counts[first:last]),
+                    target,
+                    arrivals[last - 1] - rpc_started,
                 )
                 first = last
 
-    def _run_one(
+    async def _run_one(
         self,
         collector: Collector,
         replies: Sequence[Reply],
-        options: CollectorOptions,
+        values: int,
+        target: ProbeTarget,
         waited: float,
     ) -> None:
-        """Runs one collector on its replies; `waited` is how long its replies took to come."""
+        """Runs one collector on its replies (`values` decoded values); `waited` is how long
+        its replies took to come. Many values are worked on in a worker thread."""
         collect_started = time.perf_counter()
         try:
-            produced = collector.collect(replies, options)
+            if values > INLINE_VALUES:
+                produced, duplicates, invalid = await offload(
+                    _collect_checked, collector, replies, target.options
+                )
+            else:
+                produced, duplicates, invalid = _collect_checked(collector, replies, target.options)
         except Exception as exc:  # one collector's failure never drops the others' metrics
             self.log.error("collector %s failed: %s", collector.name, str(exc))
             self.outcomes.append(
                 (collector.name, False, waited + time.perf_counter() - collect_started)
             )
             return
-        duplicates, invalid = drop_bad_samples(produced)
         if duplicates:
             self.duplicates[collector.name] = duplicates
         if invalid:
             self.invalid[collector.name] = invalid
+        over = self.budget.count_samples(produced)
+        if over:
+            self.families.clear()
+            self.outcomes.clear()
+            self.invalid.clear()
+            self.duplicates.clear()
+            raise _StageFailure("limit", over)
         self.families.extend(produced)
         self.outcomes.append((collector.name, True, waited + time.perf_counter() - collect_started))
         self.log.debug("collector %s: %d families", collector.name, len(produced))
+
+    async def _exchange(
+        self, connection: Connection, calls: Sequence[Call]
+    ) -> tuple[list[Reply], list[int], list[float]]:
+        return await self.budget.exchange(
+            connection, [(c.method, c.params) for c in calls], self.remaining()
+        )
 
     async def _merge_http(self, tasks: Mapping[str, asyncio.Task[list[Metric]]]) -> dict[str, int]:
         """Merges what each HTTP source answered in time; returns the duplicates dropped."""
@@ -456,6 +409,11 @@ class _ProbeRun:
                 continue
             except Exception as exc:  # reported as the source's failure, never the probe's
                 self.log.warning("%s: %s: %s", source, type(exc).__name__, str(exc))
+                self.outcomes.append((source, False, self.loop.time() - started))
+                continue
+            over = self.budget.count_samples(merged)
+            if over:  # the source's failure: the Kamailio answered
+                self.log.warning("%s: dropped: %s", source, over)
                 self.outcomes.append((source, False, self.loop.time() - started))
                 continue
             self.families.extend(merged)
@@ -494,54 +452,21 @@ def _methods_from(reply: Reply, plog: logging.Logger) -> frozenset[str]:
     return _shared_method_sets.setdefault(offered, offered)
 
 
+def _collect_checked(
+    collector: Collector, replies: Sequence[Reply], options: CollectorOptions
+) -> tuple[list[MetricFamily], int, int]:
+    """A collector's families with bad samples dropped, and how many were (repeated series,
+    invalid values)."""
+    produced = collector.collect(replies, options)
+    duplicates, invalid = drop_bad_samples(produced)
+    return produced, duplicates, invalid
+
+
 def _first_fault(replies: Sequence[Reply]) -> str:
     for reply in replies:
         if isinstance(reply, Fault):
             return f"FAULT {reply.code} {reply.message}"
     return "no fault"
-
-
-def _probe_families(
-    stage: str | None,
-    duration: float,
-    timeout: float,
-    outcomes: Sequence[tuple[str, bool, float]],
-    merged_duplicates: Mapping[str, int],
-    invalid_values: Mapping[str, int] = _NONE,
-    duplicate_series: Mapping[str, int] = _NONE,
-) -> list[MetricFamily]:
-    (
-        up,
-        duration_f,
-        timeout_f,
-        failure,
-        success,
-        collector_duration,
-        duplicates,
-        invalid,
-        repeated,
-    ) = (info.family() for info in PROBE_FAMILIES)
-    up.add((), 0.0 if stage else 1.0)
-    duration_f.add((), duration)
-    timeout_f.add((), timeout)
-    result = [up, duration_f, timeout_f]
-    if stage:
-        failure.add((stage,), 1.0)
-        result.append(failure)
-    if outcomes:
-        for name, ok, seconds in outcomes:
-            success.add((name,), 1.0 if ok else 0.0)
-            collector_duration.add((name,), seconds)
-        result += [success, collector_duration]
-    if merged_duplicates:
-        for source, count in merged_duplicates.items():
-            duplicates.add((source,), float(count))
-        result.append(duplicates)
-    for family, counts in ((invalid, invalid_values), (repeated, duplicate_series)):
-        if counts:
-            family.samples += [((name,), count) for name, count in counts.items()]
-            result.append(family)
-    return result
 
 
 @functools.lru_cache(maxsize=256)  # asked on every probe; a config has a few modules

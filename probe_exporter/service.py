@@ -8,15 +8,18 @@ metrics, rendering and the history. The HTTP layer only turns its answer into a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import math
 import re
+import threading
 import time
 import urllib.parse
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import aiohttp
 
@@ -35,6 +38,7 @@ from .config import (
 from .errors import ExporterError
 from .exposition import negotiate, render_text
 from .history import ProbeHistory
+from .limits import INLINE_SAMPLES, offload
 from .pool import ConnectionPool, PoolStats
 from .probe import (
     Prober,
@@ -65,6 +69,7 @@ class Settings:
     timeout_offset: float = 0.5
     max_concurrent: int = 256
     history_limit: int = 100
+    history_max_bytes: int = 64 << 20
     default_scrape_timeout: float = 10.0
     pool_overrides: Mapping[str, float | int] = field(default_factory=dict)
 
@@ -123,15 +128,17 @@ class Exporter:
         self._pool_settings = _pool_settings(config, settings)
         self.in_flight = 0
         self.draining = False
-        self._reload_lock = asyncio.Lock()
+        self._reloading: asyncio.Task[bool] | None = None
+        self._next_reload: asyncio.Task[bool] | None = None
         self.failures = FailureLog()
+        self.refusals = RefusalLog()
 
     # -- lifecycle -------------------------------------------------------------------------
 
     @classmethod
     async def start(cls, settings: Settings) -> Exporter:
         """Loads the config file and builds the service; raises ConfigError or OSError."""
-        config = await asyncio.to_thread(load_config, settings.config_file)
+        config = await _load_config(settings.config_file)
         http = aiohttp.ClientSession(
             headers={"User-Agent": f"kamailio-probe-exporter/{__version__}"},
             connector=aiohttp.TCPConnector(limit=MERGED_SOURCE_CONNECTIONS, ttl_dns_cache=30),
@@ -147,7 +154,7 @@ class Exporter:
             http,
             pool,
             Prober(pool, http),
-            ProbeHistory(settings.history_limit),
+            ProbeHistory(settings.history_limit, settings.history_max_bytes),
             metrics,
         )
         metrics.reload_success.set(1)
@@ -163,25 +170,44 @@ class Exporter:
 
     async def reload(self) -> bool:
         """Loads the config file; an invalid file keeps the current config and raises
-        ReloadError."""
-        async with self._reload_lock:
-            try:
-                config = await asyncio.to_thread(load_config, self.settings.config_file)
-            except (ConfigError, OSError) as exc:
-                self.metrics.reload_success.set(0)
-                log.error(
-                    "config load failed, keeping the previous one: %s",
-                    exc,
-                    extra={"config": self.settings.config_file},
-                )
-                raise ReloadError(str(exc)) from exc
-            changed = config.sha256 != self.config.sha256
-            self._apply(config)
-            self.metrics.reload_success.set(1)
-            self.metrics.reload_timestamp.set(time.time())
-            if changed:
-                _log_loaded(config, self.settings.config_file)
-            return changed
+        ReloadError.
+
+        One reload runs at a time, whatever the callers do: a caller that goes away does not
+        stop it (the parse goes on in its thread anyway), and callers that come while one runs
+        share one more reload after it, which reads the file as it is then. So a storm of
+        requests costs two parses at most, one after the other."""
+        running = self._reloading
+        if running is None or running.done():
+            task = self._reloading = _task(self._reload_once())
+        elif self._next_reload is not None:
+            task = self._next_reload
+        else:
+            task = self._next_reload = _task(self._reload_after(running))
+        return await asyncio.shield(task)
+
+    async def _reload_after(self, running: asyncio.Task[bool]) -> bool:
+        await asyncio.wait([running])
+        self._reloading, self._next_reload = self._next_reload, None
+        return await self._reload_once()
+
+    async def _reload_once(self) -> bool:
+        try:
+            config = await _load_config(self.settings.config_file)
+        except (ConfigError, OSError) as exc:
+            self.metrics.reload_success.set(0)
+            log.error(
+                "config load failed, keeping the previous one: %s",
+                exc,
+                extra={"config": self.settings.config_file},
+            )
+            raise ReloadError(str(exc)) from exc
+        changed = config.sha256 != self.config.sha256
+        self._apply(config)
+        self.metrics.reload_success.set(1)
+        self.metrics.reload_timestamp.set(time.time())
+        if changed:
+            _log_loaded(config, self.settings.config_file)
+        return changed
 
     def _apply(self, config: Config) -> None:
         pool_settings = _pool_settings(config, self.settings)
@@ -242,7 +268,10 @@ class Exporter:
         self.metrics.observe_probe(result.module, result.success, result.duration)
         self.failures.forward(result)
         renderer, content_type = (render_text, "") if debug else negotiate(accept)
-        payload = renderer(result.families)
+        if sum(len(family.samples) for family in result.families) > INLINE_SAMPLES:
+            payload = await offload(renderer, result.families)
+        else:
+            payload = renderer(result.families)
         # The history keeps the rendered body, not the families: one object instead of a probe's
         # thousands, freed now while they are still in the CPU's caches.
         ended = time.time()
@@ -293,7 +322,7 @@ class Exporter:
             raise ResolveError(str(exc)) from None
         except TargetRejected as exc:
             # The client gets the message; only the log tells what a name resolved to.
-            log.warning("target rejected: %s", exc.detail, extra={"target": target[:256]})
+            self.refusals.report(target, exc.detail)
             raise TargetRefused("forbidden", str(exc)) from None
         except UnknownModule as exc:
             raise TargetRefused("bad_request", str(exc)) from None
@@ -312,6 +341,8 @@ class Exporter:
             timeout=timeout,
             settings=functools.partial(settings_text, resolved, timeout, source),
             http_sources={name: url for name, url in sources if url},
+            limits=resolved.module.limits,
+            listed=resolved.rule is None,
         )
 
     def probe_timeout(self, configured: float, header: str | None) -> tuple[float, str]:
@@ -338,11 +369,61 @@ class Exporter:
         return budget, "scrape timeout header less the offset"
 
 
+def _task(coroutine: Coroutine[Any, Any, bool]) -> asyncio.Task[bool]:
+    """A reload task; its outcome is retrieved even when every caller went away."""
+    task = asyncio.get_running_loop().create_task(coroutine)
+    task.add_done_callback(lambda done: done.cancelled() or done.exception())
+    return task
+
+
+_CONFIG_LOAD_THREAD = "config-load"
+
+
+async def _load_config(path: str) -> Config:
+    """load_config in a thread of its own, which the exporter's exit does not wait for: a
+    parse of a large file (or a read that hangs on a network file system) must not hold up
+    shutdown, as a thread of asyncio's default executor would (asyncio.run waits for them)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Config] = loop.create_future()
+
+    def settle(config: Config | None, error: BaseException | None) -> None:
+        if future.done():  # the caller was cancelled meanwhile
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(cast(Config, config))
+
+    def run() -> None:
+        try:
+            outcome: tuple[Config | None, BaseException | None] = (load_config(path), None)
+        except BaseException as exc:  # handed to the caller
+            outcome = (None, exc)
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(settle, *outcome)
+
+    threading.Thread(target=run, name=_CONFIG_LOAD_THREAD, daemon=True).start()
+    return await future
+
+
+def config_loading() -> bool:
+    """Whether a config read or parse is still running in its thread."""
+    return any(t.name == _CONFIG_LOAD_THREAD and t.is_alive() for t in threading.enumerate())
+
+
+def pool_descriptors(config: Config, settings: Settings) -> int:
+    """Sockets the BINRPC pool keeps open at most under `config` and the command line's
+    overrides: listed targets' and ad-hoc addresses' maximums together."""
+    pool = _pool_settings(config, settings)
+    return int(pool["max_connections"]) + int(pool["max_adhoc_connections"])
+
+
 def _pool_settings(config: Config, settings: Settings) -> dict[str, float | int]:
     return {
         "idle_ttl": config.pool.idle_ttl,
         "max_connections": config.pool.max_connections,
         "per_target": config.pool.per_target,
+        "max_adhoc_connections": config.pool.max_adhoc_connections,
         **settings.pool_overrides,
     }
 
@@ -353,6 +434,7 @@ def _new_pool(pool_settings: Mapping[str, float | int], stats: PoolStats | None)
         idle_ttl=float(pool_settings["idle_ttl"]),
         max_connections=int(pool_settings["max_connections"]),
         per_target=int(pool_settings["per_target"]),
+        max_adhoc_connections=int(pool_settings["max_adhoc_connections"]),
         stats=stats,
     )
     pool.start()
@@ -428,6 +510,32 @@ class FailureLog:
         self._failing[key] = before
         if len(self._failing) > self.limit:
             self._failing.popitem(last=False)
+
+
+class RefusalLog:
+    """Logs the refusal of a target text at warning the first time, then at debug: a typo'd
+    target in a scrape config is refused on every scrape, forever. Keeps the last `limit`
+    texts (the oldest forgotten first: its next refusal is reported again)."""
+
+    def __init__(self, limit: int = 1024) -> None:
+        self.limit = limit
+        self._seen: OrderedDict[str, None] = OrderedDict()
+
+    def report(self, target: str, detail: str) -> None:
+        text = target[:256]  # the key and the log field: a request's target may be kilobytes
+        repeated = text in self._seen
+        if repeated:
+            self._seen.move_to_end(text)
+            log.debug("target rejected again: %s", detail, extra={"target": text})
+            return
+        self._seen[text] = None
+        if len(self._seen) > self.limit:
+            self._seen.popitem(last=False)
+        log.warning(
+            "target rejected: %s (its next refusals are logged at debug level)",
+            detail,
+            extra={"target": text},
+        )
 
 
 def _duration(seconds: float) -> str:

@@ -1,4 +1,5 @@
-"""Shared fixtures: a real Kamailio (tests/kamailio_harness.py) and sipp traffic against it.
+"""Shared fixtures: a real Kamailio (tests/kamailio_harness.py) and sipp traffic against it,
+and the hostile peers (a fake Kamailio, an HTTP source).
 
 When the kamailio or sipp binary is missing, tests that use them skip, telling how to install
 them; with CI=true in the environment they fail instead, so CI cannot pass without them. The
@@ -26,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hostile_binrpc import HostileServer
+from hostile_http import HostileHttpSource
 from kamailio_harness import (
     HOST,
     INSTALL_HINT,
@@ -189,6 +192,26 @@ def kamailio_factory(
     finally:
         for instance in instances:
             instance.stop()
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostileServer]:
+    """A fake Kamailio whose listeners misbehave on purpose (tests/hostile_binrpc.py)."""
+    server = HostileServer(tmp_path_factory.mktemp("hostile"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def http_source() -> Iterator[HostileHttpSource]:
+    """An HTTP server of metrics pages, good and bad ones (tests/hostile_http.py)."""
+    server = HostileHttpSource()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

@@ -20,11 +20,12 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient
 from kamailio_harness import free_ports
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -33,6 +34,18 @@ EXPORTER_COMMAND = [sys.executable, "-m", "probe_exporter.cli"]
 PROMETHEUS_HINT = "apt-get install -y prometheus"
 CURL_HINT = "apt-get install -y curl"
 OPENSSL_HINT = "apt-get install -y openssl"
+# pytest-aiohttp's `aiohttp_client` fixture
+ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
+# targets.toml's modules of the in-process service tests: "default" (all collectors) and "fast"
+TWO_MODULES = """\
+[modules.default]
+collectors = ["all"]
+timeout = 3.0
+
+[modules.fast]
+collectors = ["stats"]
+timeout = 1.0
+"""
 
 
 def require_tool(name: str, hint: str) -> str:
@@ -323,3 +336,9 @@ class PrometheusProcess(_Process):
 def by_label(series: dict[tuple[tuple[str, str], ...], Any], label: str) -> dict[str, Any]:
     """Query results keyed by one label's value."""
     return {dict(labels).get(label, ""): result for labels, result in series.items()}
+
+
+async def get_probe(client: TestClient[Any, Any], **params: str) -> tuple[int, str]:
+    """GET /probe of an in-process exporter: (status, body)."""
+    response = await client.get("/probe", params=params)
+    return response.status, await response.text()

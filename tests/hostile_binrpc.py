@@ -65,7 +65,7 @@ EXPECTED_STAGES = {
     Behaviour.HALF_REPLY: ("timeout",),
     Behaviour.CLOSE_MID_REPLY: ("rpc",),
     Behaviour.GARBAGE: ("decode",),
-    Behaviour.HUGE_LENGTH: ("decode",),
+    Behaviour.HUGE_LENGTH: ("limit",),
     Behaviour.WRONG_COOKIE: ("decode",),
     Behaviour.DRIBBLE: ("timeout",),
     Behaviour.RESET: ("rpc", "connect"),
@@ -79,8 +79,8 @@ class Listener:
     address: str  # in Kamailio's syntax: tcp:127.0.0.1:PORT or unix:/PATH
     server: asyncio.Server
     path: Path | None = None
-    # SCRIPTED: method -> the values of its reply, or a FAULT (system.listMethods lists them)
-    replies: Mapping[str, list[Value] | Fault] = field(default_factory=dict)
+    # SCRIPTED: method -> its answer (system.listMethods lists the methods); see Answer
+    replies: Mapping[str, Answer] = field(default_factory=dict)
     accepted: int = 0
     open: int = 0
     writers: set[asyncio.StreamWriter] = field(default_factory=set)
@@ -94,16 +94,44 @@ def _first_request(reader: PacketReader, data: bytes) -> Packet | None:
         return None
 
 
-def _healthy_reply(packet: Packet, replies: Mapping[str, list[Value] | Fault]) -> bytes:
+# A SCRIPTED answer: the values of a reply, a reply body encoded beforehand (reply_body(): big
+# replies are encoded once, not for every request), or a FAULT. Keys are a method, or a method
+# and its first parameter ("stats.fetch all"), which wins.
+Answer = list[Value] | bytes | Fault
+
+
+def reply_body(values: list[Value]) -> bytes:
+    """The body of a reply packet holding `values`, for a SCRIPTED answer."""
+    reader = PacketReader(1 << 31)
+    reader.feed(encode_reply(values, 0))
+    packet = reader.next_packet()
+    assert packet is not None
+    return packet.body
+
+
+def _with_header(body: bytes, cookie: int) -> bytes:
+    # magic, REPLY with a 4-byte length and a 4-byte cookie
+    flags = (PacketType.REPLY << 4) | (3 << 2) | 3
+    return bytes((0xA1, flags)) + len(body).to_bytes(4) + cookie.to_bytes(4) + body
+
+
+def _healthy_reply(packet: Packet, replies: Mapping[str, Answer]) -> bytes:
     values = packet.values()
     method = values[0] if values else None
     if method == "system.listMethods":
-        return encode_reply(list(replies), packet.cookie)
-    if isinstance(method, str) and method in replies:
-        reply = replies[method]
-        if isinstance(reply, Fault):
-            return _long_fault(reply, packet.cookie)
-        return encode_reply(reply, packet.cookie)
+        return encode_reply(list(dict.fromkeys(key.split()[0] for key in replies)), packet.cookie)
+    if not isinstance(method, str):
+        return encode_fault(400, "no method name", packet.cookie)
+    param = values[1] if len(values) > 1 else None
+    answer = replies.get(f"{method} {param}") if isinstance(param, str) else None
+    if answer is None:
+        answer = replies.get(method)
+    if isinstance(answer, bytes):
+        return _with_header(answer, packet.cookie)
+    if isinstance(answer, Fault):
+        return _long_fault(answer, packet.cookie)
+    if answer is not None:
+        return encode_reply(answer, packet.cookie)
     return encode_fault(500, f"method {method!r} not offered here", packet.cookie)
 
 
@@ -141,7 +169,7 @@ class HostileServer:
         behaviour: Behaviour,
         *,
         unix: bool = False,
-        replies: Mapping[str, list[Value] | Fault] | None = None,
+        replies: Mapping[str, Answer] | None = None,
     ) -> Listener:
         """Starts a listener on a free 127.0.0.1 port (or a new unix socket); `replies` are
         what a SCRIPTED listener answers."""

@@ -115,7 +115,7 @@ def test_empty_file_has_a_default_module() -> None:
     assert module.timeout == 5.0
     assert not module.options.dialog_profiles
     assert config.pool.idle_ttl == 300.0
-    assert config.pool.max_connections == 1024
+    assert config.pool.max_connections == 512
     assert config.pool.per_target == 1
     assert not config.targets
     assert not config.allow
@@ -782,14 +782,28 @@ def test_the_module_schema_has_every_collector_option() -> None:
     # A collector option missing from the schema could never be set in targets.toml.
     from probe_exporter.collectors import CollectorOptions
     from probe_exporter.config.document import ModuleDocument
+    from probe_exporter.limits import ProbeLimits
 
     options = {option.name for option in dataclasses.fields(CollectorOptions)}
-    assert options == set(ModuleDocument.model_fields) - {"collectors", "timeout"}
+    limits = {limit.name for limit in dataclasses.fields(ProbeLimits)}
+    assert options == set(ModuleDocument.model_fields) - {"collectors", "timeout", *limits}
     module = parse_config(
         '[modules.m]\ndialog_profiles = ["a"]\nstats_groups = ["g"]\n'
         'dispatcher_set_names = { "-1" = "x" }\n'
     ).modules["m"]
     assert module.options == CollectorOptions(("a",), MappingProxyType({-1: "x"}), ("g",))
+
+
+def test_a_module_sets_its_probe_limits() -> None:
+    module = parse_config(
+        "[modules.m]\nmax_reply_bytes = 65536\nmax_probe_bytes = 262144\n"
+        "max_values = 5000\nmax_samples = 2000\n"
+    ).modules["m"]
+    assert (module.limits.max_reply_bytes, module.limits.max_probe_bytes) == (65536, 262144)
+    assert (module.limits.max_values, module.limits.max_samples) == (5000, 2000)
+    with pytest.raises(ConfigError) as caught:
+        parse_config("[modules.m]\nmax_samples = 0\n", "targets.toml")
+    assert caught.value.key == "modules.m.max_samples"
 
 
 def test_an_address_without_protocol_is_accepted_with_a_warning(

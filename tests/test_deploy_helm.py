@@ -24,6 +24,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from helpers import make_certificate
 
 from probe_exporter import __version__
 from probe_exporter.binrpc.address import parse_address
@@ -906,6 +907,9 @@ def test_extras_reach_the_pod() -> None:
             "'lables' not allowed",
         ),
         ("--set", "log.level=verbose", "at '/log/level'"),
+        ("--set", "log.prober=DEBUG", "at '/log/prober'"),
+        ("--set-json", "config.autoReloadInterval=-1", "at '/config/autoReloadInterval'"),
+        ("--set", "config.autoReloadInterval=30s", "at '/config/autoReloadInterval'"),
         ("--set", "probe.interval=30 seconds", "at '/probe/interval'"),
         ("--set", "service.port=70000", "at '/service/port'"),
         ("--set", "image.digest=latest", "at '/image/digest'"),
@@ -966,40 +970,6 @@ def test_rendering_is_deterministic() -> None:
     assert helm("template", RELEASE, str(CHART), "-f", path).stdout == first
 
 
-def _self_signed_certificate(directory: Path) -> None:
-    """tls.crt and tls.key, as the kubernetes.io/tls Secret of the web-config values holds."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        message = "openssl not found: needed for a test certificate"
-        if os.environ.get("CI", "").lower() in ("true", "1"):
-            pytest.fail(message)
-        pytest.skip(message)
-    directory.mkdir()
-    subprocess.run(
-        [
-            openssl,
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=kamailio-probe-exporter",
-            "-keyout",
-            str(directory / "tls.key"),
-            "-out",
-            str(directory / "tls.crt"),
-        ],
-        capture_output=True,
-        timeout=30,
-        check=True,
-    )
-
-
 @pytest.mark.parametrize(
     "values_file",
     ["default-values.yaml", "extras-values.yaml", "web-config-values.yaml"],
@@ -1017,8 +987,17 @@ def test_rendered_args_are_accepted_by_the_exporter(values_file: str, tmp_path: 
                 content.replace("/etc/kamailio-probe-exporter", str(tmp_path))
             )
     if values_file == "web-config-values.yaml":
-        _self_signed_certificate(tmp_path / "tls")
-    args = [arg.replace("/etc/kamailio-probe-exporter", str(tmp_path)) for arg in container["args"]]
+        # tls.crt and tls.key, as the kubernetes.io/tls Secret of the web-config values holds
+        (tmp_path / "tls").mkdir()
+        cert, key = make_certificate(tmp_path / "tls")
+        cert.rename(tmp_path / "tls" / "tls.crt")
+        key.rename(tmp_path / "tls" / "tls.key")
+    _passes_config_check(container["args"], tmp_path)
+
+
+def _passes_config_check(args: list[str], config_dir: Path) -> None:
+    """The container's arguments, the pod's files read from `config_dir`, pass --config.check."""
+    args = [arg.replace("/etc/kamailio-probe-exporter", str(config_dir)) for arg in args]
     result = subprocess.run(
         [sys.executable, "-m", "probe_exporter.cli", *args, "--config.check"],
         capture_output=True,
@@ -1028,6 +1007,42 @@ def test_rendered_args_are_accepted_by_the_exporter(values_file: str, tmp_path: 
         env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("values", "interval"),
+    [
+        ({}, None),  # a change of `targets` rolls the pods
+        ({"replicas": 3}, "30"),  # POST /-/reload through the Service reaches one of them
+        ({"autoscaling": {"enabled": True}}, "30"),
+        ({"existingConfig": {"configMapName": "fleet"}}, "30"),  # nothing rolls the pods
+        ({"existingConfig": {"secretName": "fleet"}}, "30"),
+        ({"existingConfig": {"configMapName": "fleet"}, "config": {"autoReloadInterval": 0}}, None),
+        ({"config": {"autoReloadInterval": 2.5}}, "2.5"),
+        ({"replicas": 2, "config": {"autoReloadInterval": 120}}, "120"),
+    ],
+)
+def test_config_auto_reload_interval(
+    values: dict[str, Any], interval: str | None, tmp_path: Path
+) -> None:
+    docs = render_values(tmp_path, values)
+    args = only(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    flag = "--config.auto-reload-interval="
+    assert [arg.removeprefix(flag) for arg in args if arg.startswith(flag)] == (
+        [interval] if interval else []
+    )
+    (tmp_path / "targets.toml").write_text('[[targets]]\nname = "kam"\naddress = "tcp:k:2049"\n')
+    _passes_config_check(args, tmp_path)
+
+
+@pytest.mark.parametrize("level", ["debug", "info", "warn", "error"])
+def test_log_prober_sets_the_flag(level: str, tmp_path: Path) -> None:
+    docs = render_values(tmp_path, {"log": {"prober": level, "level": "error"}})
+    args = only(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert f"--log.prober={level}" in args
+    assert "--log.level=error" in args
+    (tmp_path / "targets.toml").write_text('[[targets]]\nname = "kam"\naddress = "tcp:k:2049"\n')
+    _passes_config_check(args, tmp_path)
 
 
 # --- alert overrides, egress ports, spreading, resources, address syntax ----------------------

@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from helpers import value
+from helpers import ClientFactory, value
 from kamailio_harness import KamailioInstance, free_ports
 
 from probe_exporter.service import Exporter, Settings
 from probe_exporter.sources import HTTP_BODY_LIMIT
 from probe_exporter.web import create_app
 
-ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 LINES = 5000  # about 150 KB: many chunks on the wire
 
 

@@ -12,40 +12,26 @@ import shutil
 import socket
 import ssl
 import subprocess
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from helpers import ClientFactory, samples, value
 from kamailio_harness import VERSIONS, KamailioInstance, KamailioVersion, Sipp
-from prometheus_client.parser import text_string_to_metric_families
 
 from probe_exporter.binrpc.address import parse_address
 from probe_exporter.binrpc.client import connect
 from probe_exporter.service import Exporter, Settings
 from probe_exporter.web import create_app
 
-ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 KamailioFactory = Callable[..., KamailioInstance]
 
 # Every test here runs once per Kamailio version, each version's Kamailio shared by its tests.
 pytestmark = pytest.mark.parametrize(
     "kamailio_version", VERSIONS, indirect=True, scope="module", ids=str
 )
-
-
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def value(text: str, name: str, **labels: str) -> float | None:
-    """The sample's value, or None when the output has no such series."""
-    return samples(text).get((name, tuple(sorted(labels.items()))))
 
 
 async def exporter(

@@ -6,20 +6,18 @@ bounded whatever a hostile Kamailio sends.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
 import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 from helpers import ExporterProcess, value
 from hostile_binrpc import Behaviour, HostileServer, Listener
+from hostile_http import HostileHttpSource
 from kamailio_harness import KamailioInstance, free_ports
 
 from probe_exporter.binrpc.codec import DEFAULT_MAX_PACKET_SIZE, Fault, Struct
@@ -35,49 +33,6 @@ LINE_BOUND = MESSAGE_LIMIT + 1024  # a bounded message plus the line's other fie
 pytestmark = pytest.mark.real
 
 
-class HttpServer:
-    """An aiohttp server on 127.0.0.1, on its own loop in a thread: a port that is not ctl's."""
-
-    def __init__(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
-        self._runner = web.AppRunner(web.Application())
-        self.port = asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-
-    async def _start(self) -> int:
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert isinstance(server, asyncio.Server)
-        port: int = server.sockets[0].getsockname()[1]
-        return port
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-
-
-@pytest.fixture(scope="module")
-def http_server() -> Iterator[HttpServer]:
-    server = HttpServer()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostileServer]:
-    server = HostileServer(tmp_path_factory.mktemp("hostile"))
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture(scope="module")
 def amplifier(hostile: HostileServer) -> Listener:
     """A peer whose uptime is a huge bad value and whose tm.stats is a huge FAULT."""
@@ -90,7 +45,7 @@ def amplifier(hostile: HostileServer) -> Listener:
 @pytest.fixture(scope="module")
 def exporter(
     kamailio: KamailioInstance,
-    http_server: HttpServer,
+    http_source: HostileHttpSource,
     hostile: HostileServer,
     amplifier: Listener,
     tmp_path_factory: pytest.TempPathFactory,
@@ -101,7 +56,7 @@ def exporter(
     targets = {
         "closed": (f"tcp:127.0.0.1:{closed_port}", SHORT),
         "no-socket": (f"unix:{workdir}/kamailio_ctl", SHORT),
-        "http": (f"tcp:127.0.0.1:{http_server.port}", LONG),
+        "http": (f"tcp:127.0.0.1:{http_source.port}", LONG),
         "sip": (f"tcp:127.0.0.1:{kamailio.sip_port}", SHORT),
         "silent": (silent.address, SHORT),
         "amplifier": (amplifier.address, LONG),
@@ -327,3 +282,24 @@ def test_a_down_target_is_logged_when_it_goes_down_and_when_it_recovers(
         rf"working again after {down} failed probes in \d+s \(failed at stage connect\)",
         lines[2]["msg"],
     )
+
+
+def test_a_refused_target_is_logged_once_as_a_warning(tmp_path: Path) -> None:
+    """A typo'd target in a scrape config is refused on every scrape: the first refusal of
+    each text is a warning, the repeats are at debug level."""
+    (closed_port,) = free_ports("tcp")
+    config = tmp_path / "targets.toml"
+    config.write_text(f'[[targets]]\nname = "kam"\naddress = "tcp:127.0.0.1:{closed_port}"\n')
+    typo, outside = "kam-typo", "tcp:192.0.2.1:2046"
+    exporter = ExporterProcess(config, "--log.format", "json", "--log.level", "debug")
+    try:
+        for target in (typo, typo, outside, typo, outside, typo, typo):
+            status, _, body = exporter.get("/probe", target=target)
+            assert status == 403, body
+    finally:
+        exporter.stop()
+    for target, refusals in ((typo, 5), (outside, 2)):
+        lines = log_lines(exporter, target)
+        assert [line["level"] for line in lines] == ["warn"] + ["debug"] * (refusals - 1)
+        assert lines[0]["msg"].startswith("target rejected: ")
+        assert all(line["msg"].startswith("target rejected again: ") for line in lines[1:])

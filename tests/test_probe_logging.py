@@ -13,7 +13,7 @@ import pytest
 from probe_exporter import logs
 from probe_exporter.probe import ProbeResult
 from probe_exporter.probelog import PROBE_LOG, probe_logger
-from probe_exporter.service import FailureLog
+from probe_exporter.service import FailureLog, RefusalLog
 
 
 def result(target: str, stage: str | None, failed: tuple[str, ...] = ()) -> ProbeResult:
@@ -100,6 +100,18 @@ def test_the_failing_targets_kept_are_bounded(forwarded: Forwarded) -> None:
     failures.forward(result("a", "connect"))
     reported = [r.target for r in forwarded if r.levelno == logging.ERROR]  # type: ignore[attr-defined]
     assert reported == ["a", "b", "c", "a"]
+
+
+def test_the_refused_texts_kept_are_bounded(caplog: pytest.LogCaptureFixture) -> None:
+    refusals = RefusalLog(limit=2)
+    long_text = "x" * 300  # kept and logged by its first 256 characters
+    with caplog.at_level(logging.DEBUG, logger="probe_exporter"):
+        for target in ("a", "b", "b", "a", "c", "a", "b", long_text, long_text + "y"):
+            refusals.report(target, f"{target}: not allowed")
+    warned = [r.target for r in caplog.records if r.levelno == logging.WARNING]  # type: ignore[attr-defined]
+    # "b" was the oldest when "c" came: its next refusal is reported again.
+    assert warned == ["a", "b", "c", "b", long_text[:256]]
+    assert len(caplog.records) == 9
 
 
 def test_long_texts_are_cut_with_a_marker_as_they_are_logged() -> None:

@@ -28,7 +28,8 @@ import pytest
 from helpers import ROOT, ExporterProcess, http_get, make_certificate, value, wait_until
 from kamailio_harness import free_ports
 
-from probe_exporter.cli import build_parser, legacy_env_names, parse_args
+from probe_exporter.cli import build_parser, parse_args
+from probe_exporter.flags import legacy_env_names
 
 COMMAND = [sys.executable, "-m", "probe_exporter.cli"]
 SLACK = 1.0  # the server's close may come this much after its deadline
@@ -181,6 +182,8 @@ def test_held_connections_beyond_the_cap_never_stop_scrapes(
         str(cap),
         "--pool.max-connections",
         "16",
+        "--pool.max-adhoc-connections",
+        "8",
         "--web.read-header-timeout",
         str(header_timeout),
         nofile=256,
@@ -214,8 +217,8 @@ def test_held_connections_beyond_the_cap_never_stop_scrapes(
     warnings = [
         line["msg"] for line in exporter.log_lines() if "open file limit 256" in line["msg"]
     ]
-    # 64 clients + 16 pooled + 256 merged-source connections + 64 spare do not fit in 256.
-    assert any("64 HTTP client connections + 16 pooled" in msg for msg in warnings), warnings
+    # 64 clients + 16 + 8 pooled + 256 merged-source connections + 64 spare do not fit in 256.
+    assert any("64 HTTP client connections + 24 pooled" in msg for msg in warnings), warnings
     assert "kamailio_exporter" in body
 
 
@@ -261,14 +264,18 @@ def test_the_cap_is_sized_from_the_open_file_limit(
     exporter = start_exporter(targets, nofile=4096)
     exporters.append(exporter)
     lines = [line["msg"] for line in exporter.log_lines()]
-    # 4096 - 1024 (pool default) - 256 (merged sources) - 64 spare = 2752, capped at 1024.
+    # 4096 - 640 (pool defaults: 512 listed, 128 ad hoc) - 256 (merged sources) - 64 spare
+    # = 3136, capped at 1024.
     assert any(msg.startswith("HTTP limits: 1024 client connections") for msg in lines), lines
     assert not any("cannot hold" in msg for msg in lines), lines
     exporter.stop()
-    small = start_exporter(targets, "--pool.max-connections", "8", nofile=512)
+    small = start_exporter(
+        targets, "--pool.max-connections", "8", "--pool.max-adhoc-connections", "8", nofile=512
+    )
     exporters.append(small)
     lines = [line["msg"] for line in small.log_lines()]
-    assert any(msg.startswith("HTTP limits: 184 client connections") for msg in lines), lines
+    # 512 - 16 - 256 - 64
+    assert any(msg.startswith("HTTP limits: 176 client connections") for msg in lines), lines
     assert not any("cannot hold" in msg for msg in lines), lines
 
 
@@ -513,6 +520,7 @@ def test_environment_values_are_case_insensitive_where_flags_are(targets: Path) 
     try:
         assert parse_args([]).log_level == "warn"
         assert parse_args(["--log.level", "ERROR"]).log_level == "error"  # the flag wins
+        assert parse_args(["--log.prober", "DEBUG"]).log_prober == "debug"
     finally:
         os.environ.pop("KAMAILIO_EXPORTER_LOG_LEVEL")
         os.environ.update({k: v for k, v in saved.items() if v is not None})

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import gzip
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from helpers import samples, value
+from helpers import TWO_MODULES, ClientFactory, get_probe, samples, value
 from kamailio_harness import KamailioInstance, free_ports
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 
@@ -19,20 +19,11 @@ from probe_exporter import __version__
 from probe_exporter.service import Exporter, Settings
 from probe_exporter.web import create_app
 
-ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
-
 
 def write_config(path: Path, kamailio: KamailioInstance, extra: str = "") -> Path:
     (dead_port,) = free_ports("tcp")
     path.write_text(f"""
-[modules.default]
-collectors = ["all"]
-timeout = 3.0
-
-[modules.fast]
-collectors = ["stats"]
-timeout = 1.0
-
+{TWO_MODULES}
 [[targets]]
 name = "kam-tcp"
 address = "{kamailio.tcp}"
@@ -65,14 +56,9 @@ async def service(
     return await aiohttp_client(create_app(exporter))
 
 
-async def probe(client: TestClient[Any, Any], **params: str) -> tuple[int, str]:
-    response = await client.get("/probe", params=params)
-    return response.status, await response.text()
-
-
 async def test_listed_names_probe_kamailio_up(service: TestClient[Any, Any]) -> None:
     for name in ("kam-tcp", "kam-unix"):
-        status, text = await probe(service, target=name)
+        status, text = await get_probe(service, target=name)
         assert status == 200, text
         assert value(text, "kamailio_up") == 1.0
         assert value(text, "kamailio_exporter_collector_success", collector="stats") == 1.0
@@ -81,27 +67,27 @@ async def test_listed_names_probe_kamailio_up(service: TestClient[Any, Any]) -> 
 
 
 async def test_module_selects_collectors(service: TestClient[Any, Any]) -> None:
-    _, text = await probe(service, target="kam-unix")  # the target's module: stats only
+    _, text = await get_probe(service, target="kam-unix")  # the target's module: stats only
     collectors = {
         dict(labels)["collector"]
         for (name, labels) in samples(text)
         if name == "kamailio_exporter_collector_success"
     }
     assert collectors == {"stats"}
-    _, text = await probe(service, target="kam-unix", module="default")
+    _, text = await get_probe(service, target="kam-unix", module="default")
     assert value(text, "kamailio_pkgmem_used", entry="0") is not None
 
 
 async def test_allowed_address_is_probed(
     service: TestClient[Any, Any], kamailio: KamailioInstance
 ) -> None:
-    status, text = await probe(service, target=kamailio.tcp)
+    status, text = await get_probe(service, target=kamailio.tcp)
     assert status == 200
     assert value(text, "kamailio_up") == 1.0
 
 
 async def test_xhttp_prom_is_merged_without_duplicates(service: TestClient[Any, Any]) -> None:
-    _, text = await probe(service, target="kam-tcp")
+    _, text = await get_probe(service, target="kam-tcp")
     assert value(text, "kamailio_exporter_collector_success", collector="xhttp_prom") == 1.0
     typed = [line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")]
     assert len(typed) == len(set(typed))
@@ -119,11 +105,11 @@ async def test_restart_between_probes_gives_no_false_zero(
         create_app(await Exporter.start(Settings(config_file=str(config))))
     )
     for target in ("kam-tcp", "kam-unix"):
-        _, text = await probe(client, target=target)
+        _, text = await get_probe(client, target=target)
         assert value(text, "kamailio_up") == 1.0
     instance.restart()
     for target in ("kam-tcp", "kam-unix"):
-        _, text = await probe(client, target=target)
+        _, text = await get_probe(client, target=target)
         assert value(text, "kamailio_up") == 1.0, text
     metrics = await (await client.get("/metrics")).text()
     assert value(metrics, "kamailio_exporter_pool_misses_total") == 4.0
@@ -140,14 +126,14 @@ async def test_reload_with_a_broken_file_keeps_serving(
     response = await client.post("/-/reload")
     assert response.status == 500
     assert "kam-tcp" in await response.text()
-    _, text = await probe(client, target="kam-tcp")
+    _, text = await get_probe(client, target="kam-tcp")
     assert value(text, "kamailio_up") == 1.0
     metrics = await (await client.get("/metrics")).text()
     assert value(metrics, "kamailio_exporter_config_last_reload_successful") == 0.0
     path.write_text(good.replace('name = "kam-unix"', 'name = "renamed"'))
     assert (await client.post("/-/reload")).status == 200
-    assert (await probe(client, target="renamed"))[0] == 200
-    assert (await probe(client, target="kam-unix"))[0] == 403
+    assert (await get_probe(client, target="renamed"))[0] == 200
+    assert (await get_probe(client, target="kam-unix"))[0] == 403
     metrics = await (await client.get("/metrics")).text()
     assert value(metrics, "kamailio_exporter_config_last_reload_successful") == 1.0
     assert (await client.get("/-/reload")).status == 405
@@ -180,8 +166,8 @@ async def test_content_negotiation_and_gzip(service: TestClient[Any, Any]) -> No
 
 
 async def test_self_metrics_carry_no_target_labels(service: TestClient[Any, Any]) -> None:
-    await probe(service, target="kam-tcp")
-    await probe(service, target="dead")
+    await get_probe(service, target="kam-tcp")
+    await get_probe(service, target="dead")
     text = await (await service.get("/metrics")).text()
     assert value(text, "kamailio_exporter_probes_total", module="default", result="success") == 1
     assert value(text, "kamailio_exporter_probes_total", module="default", result="failure") == 1
@@ -202,8 +188,8 @@ async def test_self_metrics_carry_no_target_labels(service: TestClient[Any, Any]
 
 
 async def test_landing_page_history_and_logs(service: TestClient[Any, Any]) -> None:
-    await probe(service, target="kam-tcp")
-    await probe(service, target="dead")
+    await get_probe(service, target="kam-tcp")
+    await get_probe(service, target="dead")
     page = await (await service.get("/")).text()
     recent = page.split('<h2 id="probes">Recent probes</h2>')[1]
     assert recent.index(">dead<") < recent.index(">kam-tcp<")  # newest first

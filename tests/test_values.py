@@ -33,24 +33,6 @@ TEXT = "text/plain;version=0.0.4"
 Series = tuple[str, frozenset[tuple[str, str]]]
 
 
-@pytest.fixture(scope="module")
-def source() -> Iterator[HostileHttpSource]:
-    server = HostileHttpSource()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostileServer]:
-    server = HostileServer(tmp_path_factory.mktemp("hostile"))
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 # A fake Kamailio's replies: a statistic and an sl code repeated, values no %lu prints.
 STATS: list[tuple[str | None, Value]] = [
     ("core.rcv_requests", "7"),
@@ -77,7 +59,7 @@ REPLIES: dict[str, list[Value]] = {
 @pytest.fixture(scope="module")
 def exporter(
     kamailio: KamailioInstance,
-    source: HostileHttpSource,
+    http_source: HostileHttpSource,
     hostile: HostileServer,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ExporterProcess]:
@@ -86,10 +68,12 @@ def exporter(
     targets = []
     for page in PAGES:
         for kind, address in (("dead", f"tcp:127.0.0.1:{dead_port}"), ("kam", kamailio.unix)):
-            second = f'rtpengine_metrics_url = "{source.url(page)}"\n' if page == "same" else ""
+            second = (
+                f'rtpengine_metrics_url = "{http_source.url(page)}"\n' if page == "same" else ""
+            )
             targets.append(
                 f'[[targets]]\nname = "{kind}-{page}"\naddress = "{address}"\n'
-                f'xhttp_prom_url = "{source.url(page)}"\n{second}'
+                f'xhttp_prom_url = "{http_source.url(page)}"\n{second}'
             )
     targets.append(f'[[targets]]\nname = "fake"\naddress = "{fake.address}"\nmodule = "fake"\n')
     config = tmp_path_factory.mktemp("values") / "targets.toml"

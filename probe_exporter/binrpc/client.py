@@ -28,6 +28,7 @@ from .codec import (
     MAGIC,
     BinRpcError,
     Fault,
+    LimitExceeded,
     Packet,
     PacketReader,
     Param,
@@ -47,6 +48,7 @@ __all__ = [
     "CookieMismatch",
     "DatagramConnection",
     "NotBinRpc",
+    "RepliesTooLarge",
     "Reply",
     "ReplyTimeout",
     "StreamConnection",
@@ -72,6 +74,10 @@ class BusyTimeout(BinRpcError, ExporterTimeout):
 
 class ReplyTimeout(BinRpcError, ExporterTimeout):
     """The replies of a batch did not all come before the deadline; the connection is closed."""
+
+
+class RepliesTooLarge(LimitExceeded):
+    """The replies of a batch came to more bytes than the batch may receive."""
 
 
 class CookieMismatch(ProtocolError):
@@ -124,6 +130,15 @@ class _ReplyProtocol(asyncio.Protocol):
         self._packets: list[Packet] = []
         self._received = 0  # replies of the current (or last) batch, for progress()
         self._arrivals: list[float] | None = None
+        # bytes the current batch may still receive (None: no limit but the packet size)
+        self._bytes_left: int | None = None
+        self._max_batch_bytes = 0
+
+    def limit(self, max_reply_bytes: int, max_batch_bytes: int | None) -> None:
+        """Sets the limits of the next batch: bytes per reply and bytes in all."""
+        self.reader.max_packet_size = max_reply_bytes
+        self._bytes_left = max_batch_bytes
+        self._max_batch_bytes = max_batch_bytes or 0
 
     def expect(
         self, cookies: Sequence[int], arrivals: list[float] | None
@@ -140,6 +155,19 @@ class _ReplyProtocol(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
+        if self._bytes_left is not None and self._waiter is not None:
+            self._bytes_left -= len(data)
+            if self._bytes_left < 0:
+                size = self._max_batch_bytes - self._bytes_left
+                self.fail(
+                    RepliesTooLarge(
+                        f"{self.address}: replies of more than {size} bytes exceed the"
+                        f" limit of {self._max_batch_bytes} bytes",
+                        size,
+                        self._max_batch_bytes,
+                    )
+                )
+                return
         self.reader.feed(data)
         try:
             packet = self.reader.next_packet()
@@ -246,6 +274,7 @@ class Connection(abc.ABC):
         self.address = address
         self._protocol = protocol
         self._timeout = timeout
+        self._max_packet_size = protocol.reader.max_packet_size
         self._lock = asyncio.Lock()
         self._closed = False
 
@@ -282,6 +311,36 @@ class Connection(abc.ABC):
         batches holding the connection past the deadline raise BusyTimeout instead, leaving
         the connection as it is.
         """
+        packets = await self.exchange(calls, timeout=timeout, arrivals=arrivals)
+        replies: list[Reply] = []
+        try:
+            for packet in packets:
+                try:
+                    replies.append(packet.result())
+                except Fault as fault:
+                    # No traceback: it would tie this frame, and every reply, into a cycle.
+                    replies.append(fault.with_traceback(None))
+        except ProtocolError as exc:
+            self.discard(exc)
+            raise
+        return replies
+
+    async def exchange(
+        self,
+        calls: Sequence[tuple[str, Sequence[Param]]],
+        *,
+        timeout: float | None = None,
+        arrivals: list[float] | None = None,
+        max_reply_bytes: int | None = None,
+        max_batch_bytes: int | None = None,
+    ) -> list[Packet]:
+        """call_many without decoding: the reply packets, in order, cookies checked, for a
+        caller that decodes them itself (see codec.decode_slices).
+
+        A reply longer than `max_reply_bytes` (default: the connection's packet size limit)
+        raises PacketTooLarge, replies of more than `max_batch_bytes` in all RepliesTooLarge;
+        both break the connection, as any error but BusyTimeout does.
+        """
         if not calls:
             return []
         limit = self._timeout if timeout is None else timeout
@@ -302,16 +361,13 @@ class Connection(abc.ABC):
                 encode_request(method, params, cookie)
                 for (method, params), cookie in zip(calls, cookies, strict=True)
             ]
+            self._protocol.limit(
+                self._max_packet_size if max_reply_bytes is None else max_reply_bytes,
+                max_batch_bytes,
+            )
             try:
                 async with asyncio.timeout_at(deadline):
-                    packets = await self._exchange(requests, cookies, arrivals)
-                replies: list[Reply] = []
-                for packet in packets:
-                    try:
-                        replies.append(packet.result())
-                    except Fault as fault:
-                        # No traceback: it would tie this frame, and every reply, into a cycle.
-                        replies.append(fault.with_traceback(None))
+                    return await self._exchange(requests, cookies, arrivals)
             except TimeoutError:
                 message = (
                     f"{self.address}: no reply within {limit:g} s ({self._protocol.progress()})"
@@ -325,9 +381,13 @@ class Connection(abc.ABC):
                 # Cancelled (or worse) in the middle of an exchange: replies may still come.
                 self._protocol.fail(ConnectionLost(f"{self.address}: call abandoned: {exc!r}"))
                 raise
-            return replies
         finally:
             self._lock.release()
+
+    def discard(self, error: BinRpcError) -> None:
+        """Marks the connection broken, with `error` as the reason, and closes it: for a peer
+        whose replies came whole but could not be used (malformed, beyond a limit)."""
+        self._protocol.fail(error)
 
     @abc.abstractmethod
     async def _exchange(

@@ -12,27 +12,39 @@ from __future__ import annotations
 import enum
 import math
 import random
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-from .errors import BinRpcError, Fault, ProtocolError
+from .errors import (
+    BinRpcError,
+    Fault,
+    LimitExceeded,
+    PacketTooLarge,
+    ProtocolError,
+    TooManyRecords,
+)
 
 __all__ = [
     "DEFAULT_MAX_PACKET_SIZE",
     "INT32_MAX",
     "INT32_MIN",
     "MAX_NESTING",
+    "SLICE_RECORDS",
     "BinRpcError",
     "Fault",
+    "LimitExceeded",
     "Packet",
     "PacketReader",
+    "PacketTooLarge",
     "PacketType",
     "Param",
     "ProtocolError",
     "Reply",
     "Struct",
+    "TooManyRecords",
     "Value",
+    "decode_slices",
     "decode_values",
     "encode_fault",
     "encode_reply",
@@ -44,6 +56,8 @@ DEFAULT_MAX_PACKET_SIZE = 1 << 20
 # Kamailio sets no limit; its deepest replies (dispatcher.list) nest 6 levels. A cap keeps hostile
 # input from building objects too deep for recursive consumers (repr, ==, collectors).
 MAX_NESTING = 100
+# Records decoded between two pauses of decode_slices: a few milliseconds of work at most.
+SLICE_RECORDS = 2048
 
 MAGIC = 0xA1
 MAX_FAULT_LEN = 255  # Kamailio formats fault messages into a 256-byte buffer, NUL included
@@ -140,10 +154,18 @@ class Packet:
 
     def result(self) -> list[Value]:
         """The values of a REPLY; raises Fault for a FAULT, ProtocolError for a REQUEST."""
+        reply = self.reply(decode_values(self.body))
+        if isinstance(reply, Fault):
+            raise reply
+        return reply
+
+    def reply(self, values: list[Value]) -> Reply:
+        """What `values`, this packet's decoded body, answer: themselves for a REPLY, the
+        Fault for a FAULT; ProtocolError for a REQUEST."""
         if self.type == PacketType.REPLY:
-            return decode_values(self.body)
+            return values
         if self.type == PacketType.FAULT:
-            raise _fault_of(decode_values(self.body))
+            return _fault_of(values)
         raise ProtocolError("expected a reply, got a request packet (type at offset 1)", 1)
 
 
@@ -299,16 +321,36 @@ def decode_values(body: bytes | bytearray | memoryview) -> list[Value]:
     32-bit int, DOUBLE a float (fixed point / 1000), BYTES bytes. Any malformed input raises
     ProtocolError naming the problem and its offset in the body.
     """
+    slices = decode_slices(body)
+    while True:
+        try:
+            next(slices)
+        except StopIteration as done:
+            values: list[Value] = done.value[0]
+            return values
+
+
+def decode_slices(
+    body: bytes | bytearray | memoryview, max_records: int | None = None
+) -> Generator[None, None, tuple[list[Value], int]]:
+    """decode_values in slices: pauses (yields) after every SLICE_RECORDS records, so that a
+    caller can let other work run between slices, and returns the values with the number of
+    records decoded. More than `max_records` records raise LimitExceeded: a record can be two
+    bytes on the wire (an empty ARRAY) and a hundred in memory."""
     data = body if type(body) is bytes else bytes(body)
+    limit = len(data) if max_records is None else max_records  # never more records than bytes
     try:
         # strict UTF-8 is the fast case; the rare undecodable body is decoded again
-        return _decode(data, bytes.decode)
+        return (yield from _decode(data, bytes.decode, limit))
     except UnicodeDecodeError:
-        return _decode(data, _utf8_replace)
+        return (yield from _decode(data, _utf8_replace, limit))
 
 
-def _decode(data: bytes, text: Callable[[bytes], str]) -> list[Value]:
+def _decode(
+    data: bytes, text: Callable[[bytes], str], limit: int
+) -> Generator[None, None, tuple[list[Value], int]]:
     """One pass over `data`, no recursion: open containers live on an explicit stack.
+    Pauses every SLICE_RECORDS records; raises LimitExceeded past `limit` records.
 
     The hot path, a member name (AVP) followed by a STR or a small INT as in every stats
     reply, is inlined and uses literal type bytes. A STR of 0 bytes has no terminator to drop:
@@ -326,8 +368,18 @@ def _decode(data: bytes, text: Callable[[bytes], str]) -> list[Value]:
     name: str | None = None
     value: Value
     pos = 0
+    records = 0
+    pause = min(SLICE_RECORDS, limit)
     try:
         while pos < end:
+            records += 1
+            if records > pause:
+                if records > limit:
+                    raise TooManyRecords(
+                        f"more than {limit} records in a body of {end} bytes", records, limit
+                    )
+                pause = min(pause + SLICE_RECORDS, limit)
+                yield
             t = data[pos]
             if t & 0x0F == 5:  # AVP: a member name, then the member's value record
                 if not in_struct:
@@ -466,7 +518,7 @@ def _decode(data: bytes, text: Callable[[bytes], str]) -> list[Value]:
         raise _body_error(
             f"{_TYPE_NAMES[open_type]} opened at body offset {start} is not closed", end
         )
-    return top
+    return top, records
 
 
 _PACKET_TYPES: tuple[PacketType | None, ...] = (
@@ -480,16 +532,16 @@ _PACKET_TYPES: tuple[PacketType | None, ...] = (
 class PacketReader:
     """Splits a byte stream into packets: any split, several packets per feed.
 
-    A bad header or a length beyond `max_packet_size` (header included) raises ProtocolError
-    as soon as the header is complete, whatever the length field claims; offsets in header
-    errors count from the start of the packet.
+    A bad header raises ProtocolError, a length beyond `max_packet_size` (header included)
+    LimitExceeded, as soon as the header is complete, whatever the length field claims; offsets
+    in header errors count from the start of the packet.
     """
 
-    __slots__ = ("_buffer", "_max_packet_size")
+    __slots__ = ("_buffer", "max_packet_size")
 
     def __init__(self, max_packet_size: int = DEFAULT_MAX_PACKET_SIZE) -> None:
         self._buffer = bytearray()
-        self._max_packet_size = max_packet_size
+        self.max_packet_size = max_packet_size  # may change between packets
 
     def feed(self, data: bytes) -> None:
         self._buffer += data
@@ -521,10 +573,12 @@ class PacketReader:
         if size < header_size:
             return None
         total = header_size + int.from_bytes(buffer[2:len_end])
-        if total > self._max_packet_size:
-            raise ProtocolError(
-                f"packet of {total} bytes exceeds the limit of {self._max_packet_size} bytes"
+        if total > self.max_packet_size:
+            raise PacketTooLarge(
+                f"packet of {total} bytes exceeds the limit of {self.max_packet_size} bytes"
                 " (length field at offset 2)",
+                total,
+                self.max_packet_size,
                 2,
             )
         if size < total:

@@ -19,6 +19,24 @@ class ProtocolError(BinRpcError):
         self.offset = offset
 
 
+class LimitExceeded(ProtocolError):
+    """Input beyond a limit set on its size; `size` is how much came (at least), `limit` the
+    limit."""
+
+    def __init__(self, message: str, size: int, limit: int, offset: int | None = None) -> None:
+        super().__init__(message, offset)
+        self.size = size
+        self.limit = limit
+
+
+class PacketTooLarge(LimitExceeded):
+    """A packet's length field says more bytes than the reader takes."""
+
+
+class TooManyRecords(LimitExceeded):
+    """A body holds more records than the decoder was allowed to make into values."""
+
+
 class Fault(BinRpcError):
     """A FAULT packet: Kamailio's answer to a failed RPC."""
 

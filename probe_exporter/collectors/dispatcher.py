@@ -22,6 +22,7 @@ from .base import (
     fields,
     int_field,
     nonempty,
+    number_field,
     shown,
     single_struct,
     str_field,
@@ -137,13 +138,6 @@ def _calls(options: CollectorOptions) -> list[Call]:
     return [Call("dispatcher.list")]
 
 
-def _number(values: dict[str | None, Value], name: str) -> int | float:
-    value = values.get(name)
-    if type(value) is int or type(value) is float:
-        return value
-    raise CollectorError(f"{SOURCE}: field {name!r} is not a number ({shown(value)})")
-
-
 def _members(struct: Value | None, name: str, where: str) -> list[Value]:
     if not isinstance(struct, Struct):
         raise CollectorError(f"{SOURCE}: {where} is not a struct")
@@ -193,16 +187,22 @@ def _collect(replies: Sequence[Reply], options: CollectorOptions) -> list[Metric
             if isinstance(attrs, Struct):
                 attr_values = fields(attrs)
                 for info, name in _ATTRS:
-                    families[info].samples.append((labels, _number(attr_values, name)))
+                    families[info].samples.append((labels, number_field(attr_values, name, SOURCE)))
             latency = values.get("LATENCY")
             if isinstance(latency, Struct):
                 latency_values = fields(latency)
                 for info, name in _LATENCY:
-                    families[info].samples.append((labels, _number(latency_values, name) / 1000))
-                families[TIMEOUTS].samples.append((labels, _number(latency_values, "TIMEOUT")))
+                    families[info].samples.append(
+                        (labels, number_field(latency_values, name, SOURCE) / 1000)
+                    )
+                families[TIMEOUTS].samples.append(
+                    (labels, number_field(latency_values, "TIMEOUT", SOURCE))
+                )
             runtime = values.get("RUNTIME")
             if isinstance(runtime, Struct):
-                families[DIALOG_LOAD].samples.append((labels, _number(fields(runtime), "DLGLOAD")))
+                families[DIALOG_LOAD].samples.append(
+                    (labels, number_field(fields(runtime), "DLGLOAD", SOURCE))
+                )
     return [sets, *nonempty(list(families.values()))]
 
 

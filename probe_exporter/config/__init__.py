@@ -2,8 +2,10 @@
 
 The file (every key is optional; see the example targets.toml at the repository root):
 
-    [pool]            idle_ttl (seconds, default 300), max_connections (1024), per_target (1)
-    [modules.NAME]    collectors (["all"]), timeout (seconds, default 5), collector options
+    [pool]            idle_ttl (seconds, default 300), max_connections (512), per_target (1),
+                      max_adhoc_connections (128)
+    [modules.NAME]    collectors (["all"]), timeout (seconds, default 5), collector options,
+                      limits (max_reply_bytes, max_probe_bytes, max_values, max_samples)
     [[targets]]       name, address (required); module, timeout, labels, xhttp_prom_url,
                       rtpengine_metrics_url
     [[allow]]         address (a pattern, required); module

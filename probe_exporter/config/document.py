@@ -20,6 +20,7 @@ from pydantic import AfterValidator
 
 from ..binrpc.address import Address, AddressError, has_protocol, parse_address
 from ..collectors import COLLECTORS, CollectorOptions
+from ..limits import DEFAULT_LIMITS, ProbeLimits
 from .errors import MAX_NAME_LENGTH
 from .model import (
     DEFAULT_MODULE,
@@ -50,6 +51,10 @@ __all__ = ["TargetsDocument", "build_config", "check_document", "locate", "warni
 MAX_TIMEOUT = 300.0
 MAX_IDLE_TTL = 86400.0
 MAX_CONNECTIONS = 65536
+# Upper bounds of a module's limits: far beyond any Kamailio's replies, below what breaks.
+MAX_REPLY_BYTES = 1 << 30
+MAX_PROBE_BYTES = 1 << 30
+MAX_VALUES = 10**8
 MAX_STRING_LENGTH = 256  # addresses, patterns and collector option strings
 MAX_LABEL_VALUE_LENGTH = 1024
 MAX_URL_LENGTH = 2048
@@ -222,6 +227,9 @@ class PoolDocument(StrictModel):
     idle_ttl: Annotated[float, checked(_seconds(MAX_IDLE_TTL))] = _POOL.idle_ttl
     max_connections: Annotated[int, checked(integer(1, MAX_CONNECTIONS))] = _POOL.max_connections
     per_target: Annotated[int, checked(integer(1, MAX_CONNECTIONS))] = _POOL.per_target
+    max_adhoc_connections: Annotated[int, checked(integer(1, MAX_CONNECTIONS))] = (
+        _POOL.max_adhoc_connections
+    )
 
 
 class ModuleDocument(StrictModel):
@@ -238,6 +246,22 @@ class ModuleDocument(StrictModel):
         dict[Annotated[int, checked(_set_id)], OptionString], checked(_set_names_table)
     ] = {}
     stats_groups: OptionStrings = ()
+    max_reply_bytes: Annotated[int, checked(integer(1024, MAX_REPLY_BYTES))] = (
+        DEFAULT_LIMITS.max_reply_bytes
+    )
+    max_probe_bytes: Annotated[int, checked(integer(1024, MAX_PROBE_BYTES))] = (
+        DEFAULT_LIMITS.max_probe_bytes
+    )
+    max_values: Annotated[int, checked(integer(1, MAX_VALUES))] = DEFAULT_LIMITS.max_values
+    max_samples: Annotated[int, checked(integer(1, MAX_VALUES))] = DEFAULT_LIMITS.max_samples
+
+    def limits(self) -> ProbeLimits:
+        return ProbeLimits(
+            max_reply_bytes=self.max_reply_bytes,
+            max_probe_bytes=self.max_probe_bytes,
+            max_values=self.max_values,
+            max_samples=self.max_samples,
+        )
 
     def options(self) -> CollectorOptions:
         return CollectorOptions(
@@ -294,7 +318,8 @@ def check_document(document: Mapping[str, Any]) -> list[tuple[Loc, str]]:
     found: list[tuple[Loc, str]] = []
     pool = document.get("pool")
     if isinstance(pool, dict):
-        most, each = pool.get("max_connections", 1024), pool.get("per_target", 1)
+        most = pool.get("max_connections", _POOL.max_connections)
+        each = pool.get("per_target", _POOL.per_target)
         valid = range(1, MAX_CONNECTIONS + 1)
         in_range = type(most) is int and type(each) is int and most in valid and each in valid
         if in_range and each > most:
@@ -348,7 +373,7 @@ def warnings(document: Mapping[str, Any], locate: Callable[[Loc], int | None]) -
 
 def build_config(document: TargetsDocument, sha256: str, warned: list[str]) -> Config:
     modules = {
-        name: Module(name, table.collectors, table.timeout, table.options())
+        name: Module(name, table.collectors, table.timeout, table.options(), table.limits())
         for name, table in document.modules.items()
     }
     modules.setdefault(
@@ -368,7 +393,9 @@ def build_config(document: TargetsDocument, sha256: str, warned: list[str]) -> C
     }
     pool = document.pool
     return Config(
-        pool=PoolSettings(pool.idle_ttl, pool.max_connections, pool.per_target),
+        pool=PoolSettings(
+            pool.idle_ttl, pool.max_connections, pool.per_target, pool.max_adhoc_connections
+        ),
         modules=MappingProxyType(modules),
         targets=MappingProxyType(targets),
         allow=tuple(

@@ -26,6 +26,7 @@ from types import MappingProxyType
 
 from ..binrpc.address import PROTOCOLS, Address, Transport
 from ..collectors import CollectorOptions
+from ..limits import DEFAULT_LIMITS, ProbeLimits
 
 __all__ = [
     "DEFAULT_MODULE",
@@ -57,8 +58,11 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 @dataclass(frozen=True, slots=True)
 class PoolSettings:
     idle_ttl: float = 300.0
-    max_connections: int = 1024
+    # Both maximums together stay well below the usual limit of 1,024 descriptors, leaving
+    # room for HTTP clients and sources (README, "Limits and security").
+    max_connections: int = 512
     per_target: int = 1
+    max_adhoc_connections: int = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +71,7 @@ class Module:
     collectors: tuple[str, ...]  # as written: collector names, or ("all",)
     timeout: float
     options: CollectorOptions
+    limits: ProbeLimits = DEFAULT_LIMITS
 
 
 @dataclass(frozen=True, slots=True)

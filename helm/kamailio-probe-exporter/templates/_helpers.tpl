@@ -135,3 +135,19 @@ xhttp_prom_url and rtpengine_metrics_url (80 or 443 by scheme when they name non
 {{- end -}}
 {{- toYaml $unique -}}
 {{- end -}}
+
+{{/* --config.auto-reload-interval: config.autoReloadInterval, or when null 30 where a changed
+file rolls no pod or POST /-/reload would reach one of several, else 0 (off). */}}
+{{- define "kamailio-probe-exporter.autoReloadInterval" -}}
+{{- $interval := .Values.config.autoReloadInterval -}}
+{{- if kindIs "invalid" $interval -}}
+{{- $existing := or .Values.existingConfig.configMapName .Values.existingConfig.secretName -}}
+{{- if or $existing .Values.autoscaling.enabled (gt (int .Values.replicas) 1) -}}
+30
+{{- else -}}
+0
+{{- end -}}
+{{- else -}}
+{{- $interval -}}
+{{- end -}}
+{{- end -}}
