@@ -15,8 +15,13 @@ if [ "${1:-}" = "--compiled" ]; then
     # First on the path, in this process and the exporters the tests start.
     cd "$copy"
     export PYTHONPATH="$copy" PROBE_EXPORTER_MYPYC=1
+    # Left out: tests that build and run their own venv or scripts (a PYTHONPATH would shadow
+    # the fresh venv's package; the copy has no .venv). The default run builds the compiled
+    # wheel and runs it installed alone (tests/test_package.py).
     status=0
-    "$ROOT/.venv/bin/pytest" -p no:cacheprovider "$@" || status=$?
+    "$ROOT/.venv/bin/pytest" -p no:cacheprovider --deselect tests/test_bench_smoke.py \
+        --deselect tests/test_package.py::test_wheel_installed_alone_runs_and_probes_kamailio \
+        "$@" || status=$?
     exit "$status"  # not exec: the trap removes the copy
 fi
 if [ "${1:-}" = "--fast" ]; then
