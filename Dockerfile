@@ -44,9 +44,18 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_ROOT_USER_ACTION=ignore
 WORKDIR /src
+# A C compiler for mypyc, which compiles the exporter's hot modules into its wheel (setup.py);
+# Python's headers too where the base lacks them (a Debian python3 base). Build stage only.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && if [ ! -e "$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" ]; then \
+         apt-get install -y --no-install-recommends python3-dev; \
+       fi \
+    && rm -rf /var/lib/apt/lists/*
 # The locked dependencies first: their layer stays cached while only the exporter changes. The
 # build venv's pip builds the wheel and installs everything into the runtime venv, which gets no
-# pip or setuptools of its own (25 MB less). Only wheels: the image has no compiler.
+# pip or setuptools of its own (25 MB less). Only wheels: the runtime venv gets no compiler.
 # $pip_install holds several options: it is split into words on purpose.
 COPY requirements.lock requirements-build.lock ./
 # hadolint ignore=SC2086
@@ -58,7 +67,7 @@ RUN --mount=type=secret,id=ca \
     && python -m venv --without-pip /opt/kamailio-probe-exporter \
     && /opt/build/bin/pip --python /opt/kamailio-probe-exporter/bin/python $pip_install \
        -r requirements.lock
-COPY pyproject.toml README.md LICENSE ./
+COPY pyproject.toml setup.py README.md LICENSE ./
 COPY probe_exporter ./probe_exporter
 ARG VERSION
 RUN /opt/build/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /wheels . \

@@ -34,7 +34,8 @@ from probe_exporter.exposition import render_openmetrics
 from probe_exporter.metrics import MetricFamily
 
 SLEEPS = (0.0, 0.001, 0.003, 0.015)  # 15 ms: the gap between probes of 1,000 targets at 15 s
-NOT_FOUND = Packet(PacketType.FAULT, 0, b"")  # an RPC the captures lack: Kamailio's FAULT
+# An RPC the captures lack: Kamailio's FAULT for an unknown method.
+NOT_FOUND = Packet(PacketType.FAULT, 0, b"\x20\x01\xf4\x91\x12command not found\x00")
 
 
 def probe_work(directories: list[Path]) -> Callable[[], int]:

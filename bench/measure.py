@@ -4,6 +4,7 @@ module, and variants measured in turns."""
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -89,22 +90,40 @@ def list_methods(address: Address) -> frozenset[str]:
 class Exporter:
     """kamailio-probe-exporter as a child process on a free loopback port."""
 
+    # The tree every exporter runs when none is given (run_all.py --source: the copy with the
+    # compiled modules that scripts/bench.sh builds); None: the venv's installed package.
+    default_source: Path | None = None
+
     def __init__(
-        self, workdir: Path, name: str, config_text: str, extra_args: Sequence[str] = ()
+        self,
+        workdir: Path,
+        name: str,
+        config_text: str,
+        extra_args: Sequence[str] = (),
+        source: Path | None = None,
     ) -> None:
+        """`source`: a tree whose probe_exporter runs (first on PYTHONPATH: an older commit,
+        or a copy with the compiled modules); `default_source` when None."""
         self.name = name
         self.config_path = workdir / f"{name}.toml"
         self.config_path.write_text(config_text)
         self.port = free_tcp_port()
+        program = [str(VENV_BIN / "kamailio-probe-exporter")]
+        source = source or self.default_source
+        if source is not None:
+            # -P: not the working directory first on sys.path, where a checkout's pure-Python
+            # package would shadow the one on PYTHONPATH
+            program = [str(VENV_BIN / "python"), "-P", "-m", "probe_exporter"]
+        env = source_env(source)
         command = [
-            str(VENV_BIN / "kamailio-probe-exporter"),
+            *program,
             "--config.file",
             str(self.config_path),
             "--web.listen-address",
             f"127.0.0.1:{self.port}",
             *extra_args,
         ]
-        self.child = Child(command, workdir / f"{name}.log")
+        self.child = Child(command, workdir / f"{name}.log", env=env)
 
     @property
     def pid(self) -> int:
@@ -146,6 +165,13 @@ class Exporter:
 
     def stop(self) -> None:
         self.child.stop()
+
+
+def source_env(source: Path | None = None) -> dict[str, str] | None:
+    """The environment of a child that imports probe_exporter from `source` (by default
+    Exporter.default_source); None (inherit) for the venv's installed package."""
+    source = source or Exporter.default_source
+    return None if source is None else {**os.environ, "PYTHONPATH": str(source)}
 
 
 @contextlib.contextmanager
@@ -205,6 +231,16 @@ def interleaved(
             stats["cpu_ms_per_probe"] = 1000 * cpu[variant.name] / len(samples)
         results[variant.name] = stats
     return results
+
+
+def after_idle(run: Callable[[], float], gap: float) -> Callable[[], float]:
+    """`run`, after the exporter idled `gap` seconds: a probe as paced scrapes send it."""
+
+    def idle_then_run() -> float:
+        time.sleep(gap)
+        return run()
+
+    return idle_then_run
 
 
 def probe_runner(http: BlockingHttp, target: str, module: str) -> Callable[[], float]:

@@ -32,11 +32,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import before_after
 from benchlib import (
     ROOT,
     Child,
@@ -54,6 +55,7 @@ from httpclient import TEXT_ACCEPT, BlockingHttp, probe_request
 from measure import (
     Exporter,
     Variant,
+    after_idle,
     every_call,
     interleaved,
     list_methods,
@@ -64,6 +66,7 @@ from measure import (
     probe_runner,
     raw_call,
     sample_count,
+    source_env,
     stopping,
 )
 from profiles import profiled
@@ -104,6 +107,7 @@ class Options:
     wan_probes: int
     cold_starts: int
     profile_seconds: float
+    before: Path | None = None  # the older tree for the before/after section
 
 
 # -- serial probes against a real Kamailio -----------------------------------------------------
@@ -246,14 +250,6 @@ def busy_cores(workdir: Path) -> Iterator[None]:
         yield
 
 
-def after_idle(run: Callable[[], float], gap: float) -> Callable[[], float]:
-    def idle_then_run() -> float:
-        time.sleep(gap)
-        return run()
-
-    return idle_then_run
-
-
 def idle_penalty(options: Options, captures: list[Path]) -> dict[str, Any]:
     """The machine's own idle penalty (bench/idle_penalty.py), in a process of its own."""
     log("idle penalty: the in-process work of a probe, back to back and after sleeping")
@@ -261,10 +257,97 @@ def idle_penalty(options: Options, captures: list[Path]) -> dict[str, Any]:
     for directory in captures:
         command += ["--captures", str(directory)]
     completed = subprocess.run(
-        command, capture_output=True, text=True, timeout=300, cwd=BENCH, check=True
+        command,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=BENCH,
+        check=True,
+        env=source_env(),
     )
     result: dict[str, Any] = json.loads(completed.stdout)
     return result
+
+
+# -- before/after ----------------------------------------------------------------------------
+
+
+def versions_serial(
+    options: Options, kamailio: KamailioInstance, workdir: Path
+) -> list[dict[str, Any]]:
+    """The older tree and this code, serial and paced probes in turns (bench/before_after.py),
+    against the lab Kamailio and a bigger one."""
+    assert options.before is not None
+    big = KamailioInstance(workdir / "kamailio-big", **before_after.BIG)
+    with stopping(big):
+        big.start()
+        return before_after.serial_rows(
+            {"before": options.before, "after": None},
+            kamailio,
+            big,
+            workdir,
+            options.serial,
+            options.block,
+        )
+
+
+def versions_fleet(options: Options, workdir: Path, captures: list[Path]) -> dict[str, Any]:
+    """1,000 targets every 15 s (or the fleet run's interval), Prometheus-paced, through the
+    older tree's exporter and this code's at the same time: each has its own load generator,
+    both probe the same simulated Kamailios in the same window."""
+    assert options.before is not None
+    n = min(max(options.fleet), 1000)
+    command = [
+        sys.executable,
+        str(BENCH / "replay_server.py"),
+        "--tcp",
+        str(n),
+        "--addresses-out",
+        str(workdir / "addresses-versions.txt"),
+        "--max-seconds",
+        "3600",
+    ]
+    for directory in captures:
+        command += ["--captures", str(directory)]
+    replay = Child(command, workdir / "replay-versions.log", stdout_pipe=True)
+    with stopping(replay):
+        addresses = Path(wait_for_line(replay, "addresses", 120)).read_text().split()
+        names = [f"kam{index:05}" for index in range(len(addresses))]
+        (workdir / "targets.txt").write_text("\n".join(names) + "\n")
+        pool = f"[pool]\nidle_ttl = 300.0\nmax_connections = {max(1024, 2 * n)}\n"
+        config = modules_config(list(zip(names, addresses, strict=True)), pool)
+        exporters = {
+            "before": Exporter(workdir, "fleet-before", config, source=options.before),
+            "after": Exporter(workdir, "fleet-after", config),
+        }
+        with stopping(*exporters.values()):
+            for exporter in exporters.values():
+                exporter.wait_ready(60)
+            log(f"before/after: fleet N={n}, both exporters paced at once")
+            seconds = options.interval * options.rounds + 60
+            loads = {
+                name: subprocess.Popen(
+                    loadgen_command(
+                        exporter,
+                        workdir,
+                        n,
+                        seconds - 5,
+                        "paced",
+                        ["--interval", str(options.interval), "--rounds", str(options.rounds)],
+                    ),
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+                for name, exporter in exporters.items()
+            }
+            results: dict[str, Any] = {"n": n, "interval": options.interval}
+            for name, load in loads.items():
+                stdout, stderr = load.communicate(timeout=seconds)
+                if load.returncode != 0:
+                    raise RuntimeError(f"loadgen ({name}) failed: {stderr[-2000:]}")
+                results[name] = json.loads(stdout)
+            return results
 
 
 # -- cold start --------------------------------------------------------------------------------
@@ -549,7 +632,12 @@ def sibling_benchmarks(options: Options) -> list[dict[str, Any]]:
         started = time.monotonic()
         try:
             completed = subprocess.run(
-                [sys.executable, str(path)], capture_output=True, text=True, timeout=600, cwd=ROOT
+                [sys.executable, str(path)],
+                capture_output=True,
+                text=True,
+                timeout=600,
+                cwd=ROOT,
+                env=source_env(),
             )
         except subprocess.TimeoutExpired:
             results.append({"script": script, "status": "timed out after 600 s"})
@@ -590,12 +678,24 @@ def run(options: Options, command: str) -> dict[str, Any]:
             log(f"Kamailio {kamailio.pid} on {kamailio.tcp} and {kamailio.unix}")
             live_captures(kamailio, live)
             results["serial"] = serial_probes(options, kamailio, workdir)
+            if options.before is not None:
+                results["before_after"] = {
+                    "before_commit": subprocess.run(
+                        ["git", "-C", str(options.before), "rev-parse", "--short", "HEAD"],
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                    ).stdout.strip(),
+                    "serial": versions_serial(options, kamailio, workdir),
+                }
             results["idle_penalty"] = idle_penalty(options, captures)
             results["cold"] = cold_start(options, kamailio, workdir)
         finally:
             kamailio.stop()
         results["wan"] = wan(options.wan_probes, workdir, captures)
         results["fleet"] = fleet(options, workdir, captures)
+        if options.before is not None:
+            results["before_after"]["fleet"] = versions_fleet(options, workdir, captures)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     results["siblings"] = sibling_benchmarks(options)
@@ -614,6 +714,18 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=None, help="seconds (15)")
     parser.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
     parser.add_argument("--json", type=Path, default=None, help="also write the raw figures")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        default=None,
+        help="an older tree (git worktree add DIR COMMIT): the before/after section",
+    )
+    parser.add_argument(
+        "--source",
+        type=Path,
+        default=None,
+        help="the tree every exporter of the run imports (scripts/bench.sh: the compiled copy)",
+    )
     args = parser.parse_args()
     quick = args.quick
     options = Options(
@@ -635,7 +747,9 @@ def main() -> int:
         wan_probes=2 if quick else 40,
         cold_starts=1 if quick else 5,
         profile_seconds=1.0 if quick else 8.0,
+        before=args.before,
     )
+    Exporter.default_source = args.source
     # What changes the figures (not where they are written) names the run.
     flags = ["--quick"] if args.quick else []
     flags += [f"--fleet {args.fleet}"] if args.fleet else []

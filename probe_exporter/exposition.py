@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from .metrics import SUFFIXED_TYPES, MetricFamily, openmetrics_typed
+from .metrics import SUFFIXED_TYPES, MetricFamily, SampleValue, openmetrics_typed
 
 __all__ = [
     "CONTENT_TYPE_OPENMETRICS",
@@ -89,7 +89,7 @@ _text_layouts: dict[str, _Layout] = {}
 _om_layouts: dict[str, _Layout] = {}
 
 
-def format_value(value: float) -> str:
+def format_value(value: SampleValue) -> str:
     """A sample value as Prometheus parses it: ints without a fraction, +Inf, -Inf, NaN."""
     if value.__class__ is int:
         return str(value)

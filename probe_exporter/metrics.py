@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
 MetricType: TypeAlias = Literal["counter", "gauge", "untyped", "histogram", "summary"]
+# A sample's value. Spelt out as a union, not `float`: compiled (mypyc), a `float` annotation
+# converts an int to a float, and 7 would render as 7.0.
+SampleValue: TypeAlias = int | float
 
 # The label that follows the family's own labels in each sample of these types.
 SUFFIXED_TYPES: dict[str, str] = {"histogram": "le", "summary": "quantile"}
@@ -38,11 +41,11 @@ class MetricFamily:
     type: MetricType
     help: str
     labelnames: tuple[str, ...] = ()
-    samples: list[tuple[tuple[str, ...], float]] = field(default_factory=list)
+    samples: list[tuple[tuple[str, ...], SampleValue]] = field(default_factory=list)
     suffixes: list[str] | None = None
     openmetrics_unknown: bool = False
 
-    def add(self, labelvalues: Sequence[str], value: float) -> None:
+    def add(self, labelvalues: Sequence[str], value: SampleValue) -> None:
         self.samples.append((tuple(labelvalues), value))
 
 
@@ -114,7 +117,7 @@ _FLOAT_LIMIT = int(sys.float_info.max)
 _COUNT_LIKE = frozenset({"_bucket", "_count", "_sum"})
 
 
-def _valid(value: float, type_: str, suffix: str) -> bool:
+def _valid(value: SampleValue, type_: str, suffix: str) -> bool:
     if value.__class__ is int:
         if not -_FLOAT_LIMIT <= value <= _FLOAT_LIMIT:
             return False
@@ -158,7 +161,7 @@ def drop_bad_samples(families: Iterable[MetricFamily]) -> tuple[int, int]:
             else:
                 if len(samples) < 2 or len({values for values, _ in samples}) == len(samples):
                     continue
-        kept: list[tuple[tuple[str, ...], float]] = []
+        kept: list[tuple[tuple[str, ...], SampleValue]] = []
         kept_suffixes: list[str] = []
         seen: set[object] = set()
         for index, (values, value) in enumerate(samples):

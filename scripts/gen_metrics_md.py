@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import argparse
-import inspect
+import ast
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -165,8 +165,13 @@ def _table(infos: Iterable[FamilyInfo], checked: bool = False) -> list[str]:
 
 
 def _docstring(collector: Collector) -> str:
-    module = sys.modules[collector.collect.__module__]
-    return inspect.cleandoc(module.__doc__ or "")
+    return _module_doc(collector.collect.__module__)
+
+
+def _module_doc(name: str) -> str:
+    """A module's docstring, read from its source: compiled (mypyc), a module has none."""
+    source = ROOT / (name.replace(".", "/") + ".py")
+    return ast.get_docstring(ast.parse(source.read_text())) or ""
 
 
 def _probe_section() -> list[str]:
@@ -271,7 +276,7 @@ def render() -> str:
     lines += [
         "## Merged expositions",
         "",
-        inspect.cleandoc(merge.__doc__ or ""),
+        _module_doc(merge.__name__),
         "",
         *_self_section(),
         SEED_DIFFERENCES,

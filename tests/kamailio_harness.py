@@ -217,6 +217,8 @@ class KamailioInstance:
         dmq: bool = False,
         dmq_notification_port: int | None = None,
         shm_mb: int = 64,
+        children: int = 2,
+        extra_destinations: int = 0,
     ) -> None:
         missing = version.missing()
         if missing is not None:
@@ -238,6 +240,9 @@ class KamailioInstance:
         self.uac = uac
         self.dmq = dmq
         self.shm_mb = shm_mb
+        self.children = children  # SIP worker processes (each has its pkg.stats entry)
+        # dispatcher set 2: destinations where nothing listens, not probed (state AX)
+        self.extra_destinations = extra_destinations
         self._owns_workdir = workdir is None
         scratch = None if self.root is None else str(self.root / "tmp")
         self.workdir = (
@@ -327,6 +332,7 @@ class KamailioInstance:
             "UAC_DB_DIR": self.inside(uac_db),
             "DMQ_DEFINE": "#!define WITH_DMQ" if self.dmq else "# dmq: not loaded",
             "DMQ_NOTIFICATION_PORT": self.dmq_notification_port,
+            "CHILDREN": self.children,
         }
         rendered = [("kamailio.cfg.tmpl", self.config_path)]
         rendered.append(("dispatcher.list.tmpl", self.workdir / "dispatcher.list"))
@@ -348,6 +354,11 @@ class KamailioInstance:
             if leftover:
                 raise HarnessError(f"unreplaced token {leftover.group()} in {template}")
             target.write_text(text)
+        if self.extra_destinations:
+            ports = free_ports(*["udp"] * self.extra_destinations)
+            with (self.workdir / "dispatcher.list").open("a") as listing:
+                for index, port in enumerate(ports):
+                    listing.write(f"2 sip:127.0.0.1:{port} 0 0 duid=extra{index}\n")
 
     def start(self, timeout: float = 15.0) -> None:
         """Starts Kamailio and returns once core.uptime answers on the unix socket.

@@ -36,6 +36,8 @@ def test_bench_quick_run_reports_every_figure(tmp_path: Path) -> None:
             str(report),
             "--json",
             str(figures),
+            "--before",
+            str(ROOT),  # this tree beside itself: the before/after section runs
         ],
         cwd=ROOT,
         capture_output=True,
@@ -62,6 +64,21 @@ def test_bench_quick_run_reports_every_figure(tmp_path: Path) -> None:
     assert serial["rpcs"]["default"] > serial["rpcs"]["seed"]
     assert serial["samples_full"] > serial["samples_seed"] > 0
     assert serial["floor_faults"] == 0
+
+    versions = results["before_after"]
+    assert len(versions["before_commit"]) >= 7
+    assert [row["row"] for row in versions["serial"]][:2] == [
+        "seed set, serial",
+        "full set, serial",
+    ]
+    for row in versions["serial"]:
+        for version in ("before", "after"):
+            assert finite(row["versions"][version]["cpu_ms_per_probe"]), row
+    for version in ("before", "after"):
+        paced = versions["fleet"][version]
+        assert paced["up"] == paced["probes"] > 0
+        assert finite(paced["cpu_percent"])
+    assert "## Before and after" in report.read_text()
 
     fleet = results["fleet"]
     assert [run["n"] for run in fleet["runs"]] == [5, 20]

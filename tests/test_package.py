@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import sysconfig
 import tomllib
 import venv
 import zipfile
@@ -78,8 +79,10 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_sdist_and_wheel_pass_twine_check(dist: Path) -> None:
     files = sorted(path.name for path in dist.iterdir())
-    assert files == [
-        f"kamailio_probe_exporter-{__version__}-py3-none-any.whl",
+    python = f"cp{sys.version_info.major}{sys.version_info.minor}"
+    platform = sysconfig.get_platform().replace("-", "_").replace(".", "_")
+    assert files == [  # compiled with mypyc (setup.py): a wheel for this Python and platform
+        f"kamailio_probe_exporter-{__version__}-{python}-{python}-{platform}.whl",
         f"kamailio_probe_exporter-{__version__}.tar.gz",
     ]
     result = subprocess.run(
@@ -101,6 +104,8 @@ def test_wheel_holds_the_package_and_its_metadata(dist: Path) -> None:
         ).decode()
     assert "probe_exporter/healthcheck.py" in names
     assert "probe_exporter/binrpc/codec.py" in names
+    suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    assert f"probe_exporter/binrpc/codec{suffix}" in names  # compiled, the source beside it
     assert not [name for name in names if name.startswith("tests/")]
     assert f"\nVersion: {__version__}\n" in metadata
     for dependency in PROJECT["dependencies"]:
@@ -115,7 +120,11 @@ def test_wheel_installed_alone_runs_and_probes_kamailio(
     pip_install(bindir, str(wheel))
     # Run from elsewhere than the checkout, so that only the installed package can be imported.
     where = subprocess.run(
-        [str(bindir / "python"), "-c", "import probe_exporter; print(probe_exporter.__file__)"],
+        [
+            str(bindir / "python"),
+            "-c",
+            "import probe_exporter.binrpc.codec as codec; print(codec.__file__)",
+        ],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -123,6 +132,7 @@ def test_wheel_installed_alone_runs_and_probes_kamailio(
         check=True,
     )
     assert where.stdout.startswith(str(tmp_path / "venv"))
+    assert where.stdout.strip().endswith(sysconfig.get_config_var("EXT_SUFFIX"))  # compiled
     command = str(bindir / "kamailio-probe-exporter")
     version = subprocess.run(
         [command, "--version"], cwd=tmp_path, capture_output=True, text=True, timeout=60

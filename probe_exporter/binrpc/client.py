@@ -32,7 +32,7 @@ from .codec import (
     encode_request,
     new_cookie,
 )
-from .exceptions import (
+from .errors import (
     BusyTimeout,
     ConnectError,
     ConnectionLost,

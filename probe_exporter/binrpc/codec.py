@@ -16,7 +16,14 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-from ..errors import ExporterError
+from .errors import (
+    BinRpcError,
+    Fault,
+    LimitExceeded,
+    PacketTooLarge,
+    ProtocolError,
+    TooManyRecords,
+)
 
 __all__ = [
     "DEFAULT_MAX_PACKET_SIZE",
@@ -123,45 +130,6 @@ class Struct:
 
 Param: TypeAlias = int | str | float
 Value: TypeAlias = int | float | str | bytes | Struct | list["Value"]
-
-
-class BinRpcError(ExporterError):
-    """Root of every error of the binrpc package."""
-
-
-class ProtocolError(BinRpcError):
-    """Malformed, truncated or oversized input. The message names the problem and its offset."""
-
-    def __init__(self, message: str, offset: int | None = None) -> None:
-        super().__init__(message)
-        self.offset = offset
-
-
-class LimitExceeded(ProtocolError):
-    """Input beyond a limit set on its size; `size` is how much came (at least), `limit` the
-    limit."""
-
-    def __init__(self, message: str, size: int, limit: int, offset: int | None = None) -> None:
-        super().__init__(message, offset)
-        self.size = size
-        self.limit = limit
-
-
-class PacketTooLarge(LimitExceeded):
-    """A packet's length field says more bytes than the reader takes."""
-
-
-class TooManyRecords(LimitExceeded):
-    """A body holds more records than the decoder was allowed to make into values."""
-
-
-class Fault(BinRpcError):
-    """A FAULT packet: Kamailio's answer to a failed RPC."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(f"fault {code}: {message}")
-        self.code = code
-        self.message = message
 
 
 # One call's outcome in a batch: its top-level values, or the FAULT it got.
@@ -345,7 +313,7 @@ def _utf8_replace(raw: bytes) -> str:
     return raw.decode("utf-8", "replace")
 
 
-def decode_values(body: bytes) -> list[Value]:
+def decode_values(body: bytes | bytearray | memoryview) -> list[Value]:
     """Decode a packet body into its top-level values.
 
     Structs become `Struct` (order, unnamed members and repeated names kept), ARRAY a list,
@@ -363,7 +331,7 @@ def decode_values(body: bytes) -> list[Value]:
 
 
 def decode_slices(
-    body: bytes, max_records: int | None = None
+    body: bytes | bytearray | memoryview, max_records: int | None = None
 ) -> Generator[None, None, tuple[list[Value], int]]:
     """decode_values in slices: pauses (yields) after every SLICE_RECORDS records, so that a
     caller can let other work run between slices, and returns the values with the number of
@@ -385,7 +353,8 @@ def _decode(
     Pauses every SLICE_RECORDS records; raises LimitExceeded past `limit` records.
 
     The hot path, a member name (AVP) followed by a STR or a small INT as in every stats
-    reply, is inlined and uses literal type bytes. `pos` stays on the first byte of the
+    reply, is inlined and uses literal type bytes. A STR of 0 bytes has no terminator to drop:
+    `q > p` guards each `data[p : q - 1]`. `pos` stays on the first byte of the
     current record until that record is consumed, so an IndexError from a one-byte read is a
     record truncated at `pos`; every slice end is checked against `end`.
     """
@@ -424,7 +393,7 @@ def _decode(
                 else:
                     p = pos + 1 + ((t >> 4) & 7)
                     q = p + from_bytes(data[pos + 1 : p])
-                name = text(data[p : q - 1])
+                name = text(data[p : q - 1]) if q > p else ""
                 t = data[q]  # the value's type byte; IndexError when the AVP ends the body
                 pos = q
                 if t == 0x91:  # STR with a 1-byte length
@@ -432,7 +401,7 @@ def _decode(
                     q = p + data[pos + 1]
                     if q > end:
                         raise _body_error("STR overruns the body", pos)
-                    items.append((name, text(data[p : q - 1])))
+                    items.append((name, text(data[p : q - 1]) if q > p else ""))
                     pos = q
                     continue
                 if t & 0x8F == 0x01:  # STR with its size inline
@@ -440,7 +409,7 @@ def _decode(
                     q = p + (t >> 4)
                     if q > end:
                         raise _body_error("STR overruns the body", pos)
-                    items.append((name, text(data[p : q - 1])))
+                    items.append((name, text(data[p : q - 1]) if q > p else ""))
                     pos = q
                     continue
                 if t & 0x8F == 0x00:  # INT with its size inline
@@ -529,7 +498,9 @@ def _decode(
                 if q > end:
                     raise _body_error(f"{_TYPE_NAMES[typ]} of {n} bytes overruns the body", pos)
                 if typ == T_STR:
-                    value = text(data[p : q - 1])  # the last byte is the NUL terminator
+                    # the last byte is the NUL terminator; a reversed slice, empty in Python, is
+                    # an error compiled (mypyc), hence the test
+                    value = text(data[p : q - 1]) if q > p else ""
                 elif typ == T_INT:
                     value = from_bytes(data[p:q]) & 0xFFFFFFFF  # Kamailio keeps the low 32 bits
                     if value > INT32_MAX:
