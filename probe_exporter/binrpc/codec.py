@@ -5,6 +5,9 @@ minimal big-endian body length and cookie) followed by a body of records. A reco
 one byte: bit 7 = S flag, bits 6-4 = size, bits 3-0 = type. With S clear, size is the value's
 byte count; with S set, size is the byte count of a big-endian length that follows. DOUBLE is the
 exception: its whole high nibble is the value's byte count (0-8).
+
+One module of ~590 lines on purpose: encoding, the incremental packet reader and the record
+decoder share the record layout and its limits, and mypyc compiles the module as a unit.
 """
 
 from __future__ import annotations
