@@ -14,10 +14,11 @@ invalid in a metric name become `_` (counted too).
 Values are `%lu` decimal strings: a gauge at 2^63 or above is a negative value. Anything else
 (a sign, spaces, `_`, non-ASCII digits, 2^64 or more, which `%lu` cannot print) is not a value:
 the statistic is dropped and counted (`kamailio_exporter_stats_dropped{reason="bad_value"}`).
-
-Longer than 500 lines because most of it is data: the seed's family table (names and HELP texts
-that dashboards depend on) and the table of known gauges, beside the one function they serve.
 """
+
+# Longer than 500 lines because most of it is data: the seed's family table (names and HELP
+# texts that dashboards depend on) and the table of known gauges, beside the function they serve
+# (the docstring above is METRICS.md's text for this collector).
 
 from __future__ import annotations
 
