@@ -342,3 +342,11 @@ async def get_probe(client: TestClient[Any, Any], **params: str) -> tuple[int, s
     """GET /probe of an in-process exporter: (status, body)."""
     response = await client.get("/probe", params=params)
     return response.status, await response.text()
+
+
+def timed_probe(exporter: ExporterProcess, target: str, **params: str) -> tuple[str, float]:
+    """A /probe of the exporter process that must answer 200: its body and how long it took."""
+    started = time.monotonic()
+    status, _, body = exporter.get("/probe", target=target, **params)
+    assert status == 200, body
+    return body, time.monotonic() - started

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import aiohttp
 import pytest
-from helpers import ExporterProcess, value, wait_until
+from helpers import ExporterProcess, timed_probe, value, wait_until
 from hostile_binrpc import EXPECTED_STAGES, Behaviour, HostileServer, Listener
 from kamailio_harness import KamailioInstance
 
@@ -102,19 +102,12 @@ module = "short"
         process.stop()
 
 
-def probe(exporter: ExporterProcess, target: str, **params: str) -> tuple[str, float]:
-    started = time.monotonic()
-    status, _, body = exporter.get("/probe", target=target, **params)
-    assert status == 200, body
-    return body, time.monotonic() - started
-
-
 def failed_stages(body: str) -> list[str]:
     return re.findall(r'^kamailio_probe_failure_info\{stage="(\w+)"\} 1\.0$', body, re.MULTILINE)
 
 
 def assert_healthy(exporter: ExporterProcess) -> None:
-    body, elapsed = probe(exporter, "kam")
+    body, elapsed = timed_probe(exporter, "kam")
     assert value(body, "kamailio_up") == 1.0, body
     assert value(body, "kamailio_exporter_collector_success", collector="stats") == 1.0
     assert elapsed < 1.0
@@ -125,7 +118,7 @@ def test_a_misbehaving_peer_fails_at_its_stage_and_leaves_nothing_behind(
     exporter: ExporterProcess, named: dict[Behaviour, Listener], behaviour: Behaviour
 ) -> None:
     listener = named[behaviour]
-    body, elapsed = probe(exporter, behaviour.value, debug="true")
+    body, elapsed = timed_probe(exporter, behaviour.value, debug="true")
     assert "kamailio_up 0.0" in body, body
     (stage,) = failed_stages(body)
     assert stage in EXPECTED_STAGES[behaviour], body
@@ -140,7 +133,7 @@ def test_a_misbehaving_peer_fails_at_its_stage_and_leaves_nothing_behind(
     assert_healthy(exporter)
     # ...and the next probe opens a new connection (exactly one: no retry on a fresh one).
     accepted = listener.accepted
-    body, _ = probe(exporter, behaviour.value)
+    body, _ = timed_probe(exporter, behaviour.value)
     (again,) = failed_stages(body)
     assert again in EXPECTED_STAGES[behaviour]
     assert listener.accepted == accepted + 1
@@ -151,17 +144,17 @@ def test_a_unix_socket_whose_file_vanishes(
     exporter: ExporterProcess, hostile: HostileServer
 ) -> None:
     listener = hostile.listen(Behaviour.HEALTHY, unix=True)
-    body, _ = probe(exporter, listener.address)
+    body, _ = timed_probe(exporter, listener.address)
     assert value(body, "kamailio_up") == 1.0, body
     assert listener.open == 1  # pooled
     # The file goes (a cleaned /run), the server and the pooled connection stay: still up.
     assert listener.path is not None
     listener.path.unlink()
-    body, _ = probe(exporter, listener.address)
+    body, _ = timed_probe(exporter, listener.address)
     assert value(body, "kamailio_up") == 1.0, body
     # The server goes too: the pooled connection is dropped and no new one can be made.
     hostile.close(listener)
-    body, elapsed = probe(exporter, listener.address, debug="true")
+    body, elapsed = timed_probe(exporter, listener.address, debug="true")
     assert "kamailio_up 0.0" in body
     assert 'kamailio_probe_failure_info{stage="connect"} 1.0' in body, body
     assert "no socket file there" in body

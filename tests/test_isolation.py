@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import ExporterProcess, value
+from helpers import ExporterProcess, timed_probe, value
 from hostile_binrpc import Answer, Behaviour, HostileServer, Listener, reply_body
 
 from probe_exporter.binrpc.codec import Fault, Struct
@@ -174,17 +174,10 @@ def exporter(
         process.stop()
 
 
-def probe(exporter: ExporterProcess, target: str, **params: str) -> tuple[str, float]:
-    started = time.monotonic()
-    status, _, body = exporter.get("/probe", target=target, **params)
-    assert status == 200, body
-    return body, time.monotonic() - started
-
-
 def test_a_hostile_target_is_stopped_at_a_limit_while_a_healthy_one_keeps_its_deadline(
     exporter: ExporterProcess,
 ) -> None:
-    probe(exporter, "healthy")  # connected and its methods learnt
+    timed_probe(exporter, "healthy")  # connected and its methods learnt
     rss_before = exporter.rss_kib()
     hostile: dict[str, list[tuple[str, float]]] = {name: [] for name in ATTACKS}
     errors: list[BaseException] = []
@@ -192,7 +185,7 @@ def test_a_hostile_target_is_stopped_at_a_limit_while_a_healthy_one_keeps_its_de
     def attack(name: str) -> None:
         try:
             for _ in range(ATTACK_ROUNDS):
-                hostile[name].append(probe(exporter, name, debug="true"))
+                hostile[name].append(timed_probe(exporter, name, debug="true"))
         except BaseException as exc:  # reported by the main thread
             errors.append(exc)
 
@@ -201,7 +194,7 @@ def test_a_hostile_target_is_stopped_at_a_limit_while_a_healthy_one_keeps_its_de
         thread.start()
     latencies: list[float] = []
     while any(thread.is_alive() for thread in threads) and len(latencies) < HEALTHY_PROBES:
-        body, elapsed = probe(exporter, "healthy")
+        body, elapsed = timed_probe(exporter, "healthy")
         assert value(body, "kamailio_up") == 1.0, body
         latencies.append(elapsed)
     for thread in threads:
@@ -231,7 +224,7 @@ def test_the_history_is_bounded_in_bytes(exporter: ExporterProcess) -> None:
     however many --history.limit allows; the newest is always there."""
     rss_before = exporter.rss_kib()
     for _ in range(BIG_PROBES):
-        body, _ = probe(exporter, "big")
+        body, _ = timed_probe(exporter, "big")
         assert value(body, "kamailio_up") == 1.0, body[-1000:]
     size = len(body)
     rss_after = exporter.rss_kib()
@@ -276,16 +269,16 @@ def test_adhoc_addresses_never_push_out_a_listed_targets_connection(
     )
     exporter = ExporterProcess(config, *POOL_FLAGS)
     try:
-        body, _ = probe(exporter, "listed")
+        body, _ = timed_probe(exporter, "listed")
         assert value(body, "kamailio_up") == 1.0, body
         fds_before = exporter.fd_count()
         most_fds = fds_before
         for _ in range(3):
             for index, fake in enumerate(adhoc):
-                body, _ = probe(exporter, fake.address)
+                body, _ = timed_probe(exporter, fake.address)
                 assert value(body, "kamailio_up") == 1.0, body
                 if index % 10 == 0:
-                    body, _ = probe(exporter, "listed")
+                    body, _ = timed_probe(exporter, "listed")
                     assert value(body, "kamailio_up") == 1.0, body
                 most_fds = max(most_fds, exporter.fd_count())
         adhoc_accepted = sum(fake.accepted for fake in adhoc)
@@ -338,7 +331,7 @@ def test_a_reload_storm_parses_one_at_a_time_and_probes_keep_their_deadline(
     big_config(config, healthy, BIG_TARGETS, HEALTHY_TIMEOUT)
     exporter = ExporterProcess(config, ready_timeout=60)
     try:
-        probe(exporter, "healthy")
+        timed_probe(exporter, "healthy")
         parses_before = exporter.log().count("names no protocol")
         sent = 0
         latencies: list[float] = []
@@ -357,7 +350,7 @@ def test_a_reload_storm_parses_one_at_a_time_and_probes_keep_their_deadline(
         thread.start()
         try:
             while thread.is_alive() and time.monotonic() - started < STORM_SECONDS + 5:
-                body, elapsed = probe(exporter, "healthy")
+                body, elapsed = timed_probe(exporter, "healthy")
                 assert value(body, "kamailio_up") == 1.0, body
                 latencies.append(elapsed)
         finally:
