@@ -22,7 +22,7 @@ SampleValue: TypeAlias = int | float
 SUFFIXED_TYPES: dict[str, str] = {"histogram": "le", "summary": "quantile"}
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class MetricFamily:
     """One metric family, named as in text format 0.0.4 (counters keep their `_total`).
 
@@ -44,6 +44,26 @@ class MetricFamily:
     samples: list[tuple[tuple[str, ...], SampleValue]] = field(default_factory=list)
     suffixes: list[str] | None = None
     openmetrics_unknown: bool = False
+
+    # Written out, not generated: compiled (mypyc), a dataclass's generated __init__ stays
+    # interpreted, and a probe makes about a hundred families.
+    def __init__(
+        self,
+        name: str,
+        type: MetricType,
+        help: str,
+        labelnames: tuple[str, ...] = (),
+        samples: list[tuple[tuple[str, ...], SampleValue]] | None = None,
+        suffixes: list[str] | None = None,
+        openmetrics_unknown: bool = False,
+    ) -> None:
+        self.name = name
+        self.type = type
+        self.help = help
+        self.labelnames = labelnames
+        self.samples = [] if samples is None else samples
+        self.suffixes = suffixes
+        self.openmetrics_unknown = openmetrics_unknown
 
     def add(self, labelvalues: Sequence[str], value: SampleValue) -> None:
         self.samples.append((tuple(labelvalues), value))

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,26 +122,20 @@ class ConnectionPool:
             self._cache.expire()
             self._adhoc.expire()
 
-    @contextlib.asynccontextmanager
-    async def lease(
-        self, address: Address, *, timeout: float, listed: bool = True
-    ) -> AsyncIterator[Lease]:
-        """Yields a usable connection to `address`; connecting takes at most `timeout` seconds.
-        `listed` says whether it is a listed target's or an ad-hoc address's (see above).
+    def lease(self, address: Address, *, timeout: float, listed: bool = True) -> Leasing:
+        """`async with pool.lease(...) as lease`: a usable connection to `address`; connecting
+        takes at most `timeout` seconds. `listed` says whether it is a listed target's or an
+        ad-hoc address's (see above).
 
         A connection that breaks while leased is dropped from the pool on release.
         """
-        key, lease = await self._acquire(address, timeout, 1 if listed else -1)
-        self._leases[lease.connection] = self._leases.get(lease.connection, 0) + 1
-        try:
-            yield lease
-        finally:
-            self._release(key, lease.connection)
+        return Leasing(self, address, timeout, 1 if listed else -1)
 
     async def _acquire(self, address: Address, timeout: float, sign: int) -> tuple[PoolKey, Lease]:
         """`sign` is 1 for a listed target's slots (0, 1...), -1 for ad-hoc ones (-1, -2...)."""
+        # No expire() here: get() takes an expired connection for none, and storing one (a
+        # new connection, or a release restarting the idle TTL) expires the others first.
         cache = self._cache if sign > 0 else self._adhoc
-        cache.expire()
         slots = [(address, index if sign > 0 else -1 - index) for index in range(self.per_target)]
         shared: tuple[PoolKey, Connection] | None = None
         free_slot: PoolKey | None = None
@@ -208,6 +202,9 @@ class ConnectionPool:
         elif not remaining:
             self._close_later(connection)  # evicted while leased
 
+    def _leased(self, connection: Connection) -> None:
+        self._leases[connection] = self._leases.get(connection, 0) + 1
+
     def retire(self) -> None:
         """Closes idle connections now and leased ones when their last lease ends: a pool that
         a new config replaced must not hold connections that Kamailio counts against its 128."""
@@ -268,3 +265,26 @@ class ConnectionPool:
             while cache:
                 cache.popitem()  # hands the connection to _dropped, which closes it
         await asyncio.gather(*self._closing, return_exceptions=True)
+
+
+class Leasing:
+    """The context manager ConnectionPool.lease returns: a class, not an async generator, since
+    every probe enters one, and a generator costs more."""
+
+    def __init__(self, pool: ConnectionPool, address: Address, timeout: float, sign: int) -> None:
+        self._pool = pool
+        self._address = address
+        self._timeout = timeout
+        self._sign = sign
+        self._held: tuple[PoolKey, Connection] | None = None
+
+    async def __aenter__(self) -> Lease:
+        pool = self._pool
+        key, lease = await pool._acquire(self._address, self._timeout, self._sign)
+        pool._leased(lease.connection)
+        self._held = (key, lease.connection)
+        return lease
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._held is not None:
+            self._pool._release(*self._held)

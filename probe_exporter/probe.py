@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ from .pool import ConnectionPool, PoolTimeout
 from .probe_families import PROBE_FAMILIES as PROBE_FAMILIES
 from .probe_families import STAGES as STAGES
 from .probe_families import probe_families
-from .probelog import ProbeLogCapture, probe_logger
+from .probelog import ProbeLogCapture, ProbeLogger, probe_logger
 from .sources import SourceError, fetch_source
 
 LIST_METHODS = Call("system.listMethods")
@@ -440,7 +439,7 @@ _shared_method_sets: dict[frozenset[str], frozenset[str]] = {}
 _SHARED_METHOD_SETS_LIMIT = 1024
 
 
-def _methods_from(reply: Reply, plog: logging.Logger) -> frozenset[str]:
+def _methods_from(reply: Reply, plog: ProbeLogger) -> frozenset[str]:
     if isinstance(reply, Fault):
         # Without the list, run every collector; a module that is not loaded answers with a
         # FAULT that its collector reports.

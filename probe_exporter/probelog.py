@@ -4,8 +4,9 @@ the process log as far as `--log.prober` (the `probe_exporter.probe` logger's le
 Every probe gets its own logger, which stamps its records with the probe's target and module.
 All its records, debug ones included, go to the probe's ProbeLogCapture; the service passes them
 on to the process log once the probe ended (`ProbeLogCapture.forward`), when it knows whether
-they tell something new or repeat the failure of a target that stays down. Records are
-formatted only when read: a full probe writes about 17 lines, and most are never looked at.
+they tell something new or repeat the failure of a target that stays down. Records are made
+and formatted only when read: a full probe writes about 17 lines, and most are never looked
+at, nor let through by `--log.prober`.
 The history keeps records for minutes, so their arguments must be plain values: an exception
 passed as one would keep its traceback, and every frame in it, alive as long; and long texts
 are cut (logs.cut) as they are logged, so that a hostile Kamailio's megabytes are not kept.
@@ -16,7 +17,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
 from typing import Any
 
 from .logs import MESSAGE_LIMIT, PROBE_LOGGER, cut
@@ -39,26 +39,31 @@ def _escaped(text: str) -> str:
     return text if text.isprintable() else text.translate(_ESCAPES)
 
 
-class ProbeLogCapture(logging.Handler):
-    """Keeps one probe's records; `lines` formats them as the debug output shows them."""
+# One line as logged: (level, wall-clock time, message, arguments, the probe's context).
+_Entry = tuple[int, float, str, tuple[object, ...], dict[str, str]]
+
+
+class ProbeLogCapture:
+    """Keeps one probe's lines; `records` makes them logging records when first read, and
+    `lines` formats them as the debug output shows them."""
 
     def __init__(self, started: float) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
+        # A line is kept as an _Entry until read, then replaced by its record.
+        self._kept: list[_Entry | logging.LogRecord] = []
         # Wall-clock time of the probe's start (`started` is time.monotonic()), to which each
         # line's time is relative.
         self._started = time.time() - (time.monotonic() - started)
 
-    def createLock(self) -> None:
-        # No lock: a probe logs from its event loop's thread only.
-        self.lock = None
+    def keep(self, level: int, msg: str, args: tuple[object, ...], context: dict[str, str]) -> None:
+        self._kept.append((level, time.time(), _cut_message(msg), _cut_arguments(args), context))
 
-    def handle(self, record: logging.LogRecord) -> bool:
-        self.records.append(record)
-        return True
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
+    @property
+    def records(self) -> list[logging.LogRecord]:
+        kept = self._kept
+        for index, item in enumerate(kept):
+            if isinstance(item, tuple):
+                kept[index] = _record(*item)
+        return kept  # type: ignore[return-value]  # every item is a record now
 
     @property
     def lines(self) -> list[str]:
@@ -71,9 +76,12 @@ class ProbeLogCapture(logging.Handler):
     def forward(self, *, quiet: bool = False) -> None:
         """Passes the records on to the process log, those `--log.prober` lets through;
         `quiet` passes them at debug (a failure already reported)."""
+        enabled = PROBE_LOG.isEnabledFor
+        if not any(enabled(logging.DEBUG if quiet else _level(item)) for item in self._kept):
+            return  # the usual case: none is, and no record need be made
         for record in self.records:
             level = logging.DEBUG if quiet else record.levelno
-            if not PROBE_LOG.isEnabledFor(level):
+            if not enabled(level):
                 continue
             if level != record.levelno:
                 record = logging.makeLogRecord(record.__dict__)
@@ -81,87 +89,79 @@ class ProbeLogCapture(logging.Handler):
             PROBE_LOG.handle(record)
 
 
-class ProbeLogger(logging.Logger):
-    """One probe's logger; see the module docstring. Not registered with logging.getLogger.
+def _level(item: _Entry | logging.LogRecord) -> int:
+    return item[0] if isinstance(item, tuple) else item.levelno
 
-    Its records are copies of a template record made once per thread: what does not change
-    from one line to the next (thread, process, source; then the probe's target and module) is
-    copied rather than looked up again for each line.
-    """
+
+def _record(
+    level: int, created: float, msg: str, args: tuple[object, ...], context: dict[str, str]
+) -> logging.LogRecord:
+    """The logging record of a kept line: a copy of the thread's template record, since what
+    does not change from one line to the next (thread, process, source) need not be looked
+    up again."""
+    template = _TEMPLATES.get(threading.get_ident())
+    if template is None:
+        template = logging.LogRecord(
+            PROBE_LOG.name, logging.DEBUG, _SOURCE, 0, "", (), None, _SOURCE
+        ).__dict__
+        _TEMPLATES[threading.get_ident()] = template
+    record = logging.LogRecord.__new__(logging.LogRecord)
+    fields = record.__dict__
+    fields.update(template)
+    fields.update(context)
+    fields["msg"] = msg
+    fields["args"] = args
+    fields["levelno"] = level
+    fields["levelname"] = logging.getLevelName(level)
+    fields["created"] = created
+    fields["msecs"] = int((created - int(created)) * 1000) + 0.0
+    fields["relativeCreated"] += (created - template["created"]) * 1000
+    return record
+
+
+class ProbeLogger:
+    """One probe's logger, with the logging.Logger calls a probe makes: `debug("... %s",
+    value)` and the like. Each line goes straight to the capture, which keeps it as it is and
+    makes its record only if someone reads it: a probe logs about 17 lines, and a record costs
+    several times the line."""
 
     def __init__(self, target: str, module: str, capture: ProbeLogCapture) -> None:
-        super().__init__(PROBE_LOG.name, logging.DEBUG)
-        self.parent = PROBE_LOG
         self.capture = capture
         self._context = {"target": target, "probe_module": module}
-        template = _TEMPLATES.get(threading.get_ident())
-        if template is None:
-            template = logging.LogRecord(
-                PROBE_LOG.name, logging.DEBUG, _SOURCE, 0, "", (), None, _SOURCE
-            ).__dict__
-            _TEMPLATES[threading.get_ident()] = template
-        self._template = {**template, **self._context}
 
     def identify(self, target: str, module: str) -> None:
         """Names the probe's target and module once resolution found them."""
         self._context = {"target": target, "probe_module": module}
-        self._template.update(self._context)
 
-    def findCaller(
-        self, stack_info: bool = False, stacklevel: int = 1
-    ) -> tuple[str, int, str, str | None]:
-        # Every record comes from the probe; walking the stack would cost more than the record.
-        return _SOURCE, 0, _SOURCE, None
+    def debug(self, msg: str, *args: object) -> None:
+        self.capture.keep(logging.DEBUG, msg, args, self._context)
 
-    def makeRecord(
-        self,
-        name: str,
-        level: int,
-        fn: str,
-        lno: int,
-        msg: object,
-        args: Any,
-        exc_info: Any,
-        func: str | None = None,
-        extra: Mapping[str, object] | None = None,
-        sinfo: str | None = None,
-    ) -> logging.LogRecord:
-        if exc_info or extra or sinfo or (len(args) == 1 and isinstance(args[0], Mapping)):
-            # Not how the probe logs: the general way.
-            record = super().makeRecord(
-                name, level, fn, lno, msg, args, exc_info, func, extra, sinfo
-            )
-            record.__dict__.update(self._context)
-            return record
-        record = logging.LogRecord.__new__(logging.LogRecord)
-        fields = record.__dict__
-        fields.update(self._template)
-        created = time.time()
-        fields["msg"] = msg
-        fields["args"] = args
-        fields["levelno"] = level
-        fields["levelname"] = logging.getLevelName(level)
-        fields["created"] = created
-        fields["msecs"] = int((created - int(created)) * 1000) + 0.0
-        fields["relativeCreated"] += (created - self._template["created"]) * 1000
-        return record
+    def info(self, msg: str, *args: object) -> None:
+        self.capture.keep(logging.INFO, msg, args, self._context)
 
-    def handle(self, record: logging.LogRecord) -> None:
-        _cut_arguments(record)
-        self.capture.handle(record)
+    def warning(self, msg: str, *args: object) -> None:
+        self.capture.keep(logging.WARNING, msg, args, self._context)
+
+    def error(self, msg: str, *args: object) -> None:
+        self.capture.keep(logging.ERROR, msg, args, self._context)
 
 
-def _cut_arguments(record: logging.LogRecord) -> None:
-    """Cuts long texts among the record's message and arguments before they are kept."""
-    if isinstance(record.msg, str) and len(record.msg) > _ARGUMENT_LIMIT:
-        record.msg = cut(_escaped(record.msg), _ARGUMENT_LIMIT)
-    args = record.args
-    if isinstance(args, tuple) and any(
-        isinstance(arg, str) and len(arg) > _ARGUMENT_LIMIT for arg in args
-    ):
-        record.args = tuple(
-            cut(_escaped(arg), _ARGUMENT_LIMIT) if isinstance(arg, str) else arg for arg in args
-        )
+def _cut_message(msg: str) -> str:
+    if len(msg) > _ARGUMENT_LIMIT:
+        return cut(_escaped(msg), _ARGUMENT_LIMIT)
+    return msg
+
+
+def _cut_arguments(args: tuple[object, ...]) -> tuple[object, ...]:
+    """The arguments with long texts cut, before they are kept."""
+    for arg in args:
+        if isinstance(arg, str) and len(arg) > _ARGUMENT_LIMIT:
+            break
+    else:
+        return args
+    return tuple(
+        cut(_escaped(arg), _ARGUMENT_LIMIT) if isinstance(arg, str) else arg for arg in args
+    )
 
 
 def probe_logger(target: str, module: str, started: float) -> ProbeLogger:

@@ -121,23 +121,30 @@ class SelfMetrics:
             "When the configuration was last loaded successfully, in Unix time.",
             registry=self.registry,
         )
-        self._modules: set[str] = set()
+        # Each module's series, looked up once: (successes, failures, durations)
+        self._series: dict[str, tuple[Counter, Counter, Histogram]] = {}
         self.set_modules(modules)
 
     def set_modules(self, modules: Iterable[str]) -> None:
         """Pre-creates each module's series and drops those of modules no longer configured."""
         new = set(modules)
-        for gone in self._modules - new:
+        for gone in self._series.keys() - new:
             for result in ("success", "failure"):
                 self.probes.remove(gone, result)
             self.probe_duration.remove(gone)
-        for module in new - self._modules:
-            for result in ("success", "failure"):
-                self.probes.labels(module, result)
-            self.probe_duration.labels(module)
-        self._modules = new
+        self._series = {
+            module: self._series.get(module)
+            or (
+                self.probes.labels(module, "success"),
+                self.probes.labels(module, "failure"),
+                self.probe_duration.labels(module),
+            )
+            for module in new
+        }
 
     def observe_probe(self, module: str, success: bool, duration: float) -> None:
-        if module in self._modules:  # a module removed by a reload mid-probe is not recreated
-            self.probes.labels(module, "success" if success else "failure").inc()
-            self.probe_duration.labels(module).observe(duration)
+        series = self._series.get(module)
+        if series is not None:  # a module removed by a reload mid-probe is not recreated
+            successes, failures, durations = series
+            (successes if success else failures).inc()
+            durations.observe(duration)

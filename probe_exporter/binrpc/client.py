@@ -300,7 +300,12 @@ class Connection(abc.ABC):
         # Waiting for another caller's batch counts against this batch's deadline; running out
         # while waiting leaves the connection as it is.
         try:
-            async with asyncio.timeout_at(deadline):
+            if self._lock.locked():
+                async with asyncio.timeout_at(deadline):
+                    await self._lock.acquire()
+            else:
+                # The usual case, no timer: an unlocked lock is taken at once (unless a waiter
+                # woken by its release is queued; that one's own deadline bounds the wait).
                 await self._lock.acquire()
         except TimeoutError:
             raise BusyTimeout(

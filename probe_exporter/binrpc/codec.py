@@ -13,6 +13,7 @@ decoder share the record layout and its limits, and mypyc compiles the module as
 from __future__ import annotations
 
 import enum
+import functools
 import math
 import random
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
@@ -277,8 +278,14 @@ def _encode_value(out: bytearray, value: Value, depth: int) -> None:
 
 def encode_request(method: str, params: Sequence[Param] = (), cookie: int = 0) -> bytes:
     """A request packet: the method as STR, then each parameter as INT, STR or DOUBLE."""
-    body = b"".join([_str_record(method), *map(_param_record, params)])
+    body = _request_body(method, tuple(params))
     return _header(PacketType.REQUEST, len(body), cookie) + body
+
+
+# A probe sends the same requests every time: only the cookie in their header changes.
+@functools.lru_cache(maxsize=1024)
+def _request_body(method: str, params: tuple[Param, ...]) -> bytes:
+    return b"".join([_str_record(method), *map(_param_record, params)])
 
 
 def encode_reply(values: Sequence[Value], cookie: int) -> bytes:
