@@ -9,6 +9,7 @@ once.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Final
 
 from .metrics import SUFFIXED_TYPES, MetricFamily, SampleValue, openmetrics_typed
 
@@ -21,13 +22,13 @@ __all__ = [
     "render_text",
 ]
 
-CONTENT_TYPE_TEXT = "text/plain; version=0.0.4; charset=utf-8"
-CONTENT_TYPE_OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+CONTENT_TYPE_TEXT: Final = "text/plain; version=0.0.4; charset=utf-8"
+CONTENT_TYPE_OPENMETRICS: Final = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
 Renderer = Callable[[Iterable[MetricFamily]], bytes]
 
-_SPECIAL_VALUES = {"inf": "+Inf", "-inf": "-Inf", "nan": "NaN"}
-_OM_TYPES = {"untyped": "unknown"}
+_SPECIAL_VALUES: Final = {"inf": "+Inf", "-inf": "-Inf", "nan": "NaN"}
+_OM_TYPES: Final = {"untyped": "unknown"}
 
 
 class _Layout:
@@ -84,7 +85,7 @@ class _Layout:
 
 # Layouts by family name, one cache per format: families are built anew for every probe but
 # their names repeat. A cache is cleared when it grows past the limit.
-_CACHE_LIMIT = 20_000
+_CACHE_LIMIT: Final = 20_000
 _text_layouts: dict[str, _Layout] = {}
 _om_layouts: dict[str, _Layout] = {}
 

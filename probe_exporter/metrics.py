@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, TypeAlias
+from typing import Final, Literal, TypeAlias
 
 MetricType: TypeAlias = Literal["counter", "gauge", "untyped", "histogram", "summary"]
 # A sample's value. Spelt out as a union, not `float`: compiled (mypyc), a `float` annotation
@@ -19,7 +19,7 @@ MetricType: TypeAlias = Literal["counter", "gauge", "untyped", "histogram", "sum
 SampleValue: TypeAlias = int | float
 
 # The label that follows the family's own labels in each sample of these types.
-SUFFIXED_TYPES: dict[str, str] = {"histogram": "le", "summary": "quantile"}
+SUFFIXED_TYPES: Final[dict[str, str]] = {"histogram": "le", "summary": "quantile"}
 
 
 @dataclass(slots=True, init=False)
@@ -132,9 +132,9 @@ def exposed_names(name: str, type_: str) -> tuple[str, ...]:
 
 
 # The largest integer a Prometheus sample (a float64) can hold: a larger one does not parse.
-_FLOAT_LIMIT = int(sys.float_info.max)
+_FLOAT_LIMIT: Final = int(sys.float_info.max)
 # Samples that OpenMetrics (and a counter's meaning) require to be a non-negative number.
-_COUNT_LIKE = frozenset({"_bucket", "_count", "_sum"})
+_COUNT_LIKE: Final = frozenset({"_bucket", "_count", "_sum"})
 
 
 def _valid(value: SampleValue, type_: str, suffix: str) -> bool:

@@ -172,3 +172,10 @@ def test_corrupted_length_fields(captured: bytes, data: st.DataObject) -> None:
         position = data.draw(st.sampled_from(type_bytes)) + 1
         damaged[position] = data.draw(st.integers(0, 255))
     decode_everything(bytes(damaged))
+
+
+def test_requests_equal_as_values_encode_their_own_types() -> None:
+    # 0 and 0.0 are equal (one key to a cache) but are INT and DOUBLE on the wire
+    for params in ([0], [0.0], ["0"], [1.0], [1], [0]):
+        (packet,) = read_all(encode_request("m", params, 1))
+        assert same(packet.values(), ["m", *params])

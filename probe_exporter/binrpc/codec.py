@@ -18,7 +18,7 @@ import math
 import random
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any, Final, TypeAlias
 
 from .errors import (
     BinRpcError,
@@ -56,32 +56,32 @@ __all__ = [
     "new_cookie",
 ]
 
-DEFAULT_MAX_PACKET_SIZE = 1 << 20
+DEFAULT_MAX_PACKET_SIZE: Final = 1 << 20
 # Kamailio sets no limit; its deepest replies (dispatcher.list) nest 6 levels. A cap keeps hostile
 # input from building objects too deep for recursive consumers (repr, ==, collectors).
-MAX_NESTING = 100
+MAX_NESTING: Final = 100
 # Records decoded between two pauses of decode_slices: a few milliseconds of work at most.
-SLICE_RECORDS = 2048
+SLICE_RECORDS: Final = 2048
 
-MAGIC = 0xA1
-MAX_FAULT_LEN = 255  # Kamailio formats fault messages into a 256-byte buffer, NUL included
+MAGIC: Final = 0xA1
+MAX_FAULT_LEN: Final = 255  # Kamailio formats fault messages into a 256-byte buffer, NUL included
 
 # Record types (low nibble of the record's first byte).
-T_INT = 0
-T_STR = 1
-T_DOUBLE = 2
-T_STRUCT = 3
-T_ARRAY = 4
-T_AVP = 5
-T_BYTES = 6
-S_FLAG = 0x80
-STRUCT_END = S_FLAG | T_STRUCT
-ARRAY_END = S_FLAG | T_ARRAY
+T_INT: Final = 0
+T_STR: Final = 1
+T_DOUBLE: Final = 2
+T_STRUCT: Final = 3
+T_ARRAY: Final = 4
+T_AVP: Final = 5
+T_BYTES: Final = 6
+S_FLAG: Final = 0x80
+STRUCT_END: Final = S_FLAG | T_STRUCT
+ARRAY_END: Final = S_FLAG | T_ARRAY
 
-INT32_MIN = -(1 << 31)
-INT32_MAX = (1 << 31) - 1
-INT64_MIN = -(1 << 63)
-INT64_MAX = (1 << 63) - 1
+INT32_MIN: Final = -(1 << 31)
+INT32_MAX: Final = (1 << 31) - 1
+INT64_MIN: Final = -(1 << 63)
+INT64_MAX: Final = (1 << 63) - 1
 
 
 class Struct:
@@ -146,11 +146,18 @@ class PacketType(enum.IntEnum):
     FAULT = 3
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Packet:
     type: PacketType
     cookie: int
     body: bytes
+
+    # Written out, not generated: compiled (mypyc), a dataclass's generated __init__ stays
+    # interpreted, and every reply is a Packet.
+    def __init__(self, type: PacketType, cookie: int, body: bytes) -> None:
+        object.__setattr__(self, "type", type)
+        object.__setattr__(self, "cookie", cookie)
+        object.__setattr__(self, "body", body)
 
     def values(self) -> list[Value]:
         """The body's top-level values; ProtocolError on bad bytes."""
@@ -278,14 +285,22 @@ def _encode_value(out: bytearray, value: Value, depth: int) -> None:
 
 def encode_request(method: str, params: Sequence[Param] = (), cookie: int = 0) -> bytes:
     """A request packet: the method as STR, then each parameter as INT, STR or DOUBLE."""
-    body = _request_body(method, tuple(params))
+    for param in params:
+        if param.__class__ is not str:
+            body = _request_body(method, tuple(params))
+            break
+    else:
+        body = _cached_request_body(method, tuple(params))
     return _header(PacketType.REQUEST, len(body), cookie) + body
 
 
-# A probe sends the same requests every time: only the cookie in their header changes.
-@functools.lru_cache(maxsize=1024)
 def _request_body(method: str, params: tuple[Param, ...]) -> bytes:
     return b"".join([_str_record(method), *map(_param_record, params)])
+
+
+# A probe sends the same requests every time: only the cookie in their header changes. Only
+# text parameters are cached: 0, 0.0 and False are one key to a cache, but not one request.
+_cached_request_body: Final = functools.lru_cache(maxsize=1024)(_request_body)
 
 
 def encode_reply(values: Sequence[Value], cookie: int) -> bytes:
@@ -316,7 +331,7 @@ def _body_error(what: str, offset: int) -> ProtocolError:
     return ProtocolError(f"{what} at body offset {offset}", offset)
 
 
-_TYPE_NAMES = ("INT", "STR", "DOUBLE", "STRUCT", "ARRAY", "AVP", "BYTES")
+_TYPE_NAMES: Final = ("INT", "STR", "DOUBLE", "STRUCT", "ARRAY", "AVP", "BYTES")
 
 
 def _utf8_replace(raw: bytes) -> str:
@@ -531,7 +546,7 @@ def _decode(
     return top, records
 
 
-_PACKET_TYPES: tuple[PacketType | None, ...] = (
+_PACKET_TYPES: Final[tuple[PacketType | None, ...]] = (
     PacketType.REQUEST,
     PacketType.REPLY,
     None,

@@ -8,6 +8,8 @@ merged exposition never takes a name `is_reserved` (whether or not a collector r
 
 from __future__ import annotations
 
+from typing import Final
+
 from ..metrics import exposed_names
 from . import (
     core,
@@ -37,7 +39,7 @@ __all__ = [
     "is_reserved",
 ]
 
-_OTHERS: tuple[Collector, ...] = (
+_OTHERS: Final[tuple[Collector, ...]] = (
     pkg.COLLECTOR,
     tcp_info.COLLECTOR,
     core.COLLECTOR,
@@ -52,28 +54,28 @@ _OTHERS: tuple[Collector, ...] = (
     dmq.COLLECTOR,
     uac.COLLECTOR,
 )
-_RESERVED = frozenset(
+_RESERVED: Final = frozenset(
     name
     for collector in _OTHERS
     for info in collector.families
     for name in exposed_names(info.name, info.type)
 )
 
-COLLECTORS: dict[str, Collector] = {
+COLLECTORS: Final[dict[str, Collector]] = {
     collector.name: collector for collector in (stats.make_collector(_RESERVED), *_OTHERS)
 }
 
 # Every name (text 0.0.4 and OpenMetrics) of every family a collector declares, and the names of
 # the probe's own families (kamailio_up, kamailio_probe_*, kamailio_exporter_*) and of the
 # stats collector's generic families (kamailio_stats_*), whatever the probe's collectors.
-_DECLARED = frozenset(
+_DECLARED: Final = frozenset(
     name
     for collector in COLLECTORS.values()
     for info in collector.families
     if not info.is_pattern
     for name in exposed_names(info.name, info.type)
 ) | {stats.PROBE_NAME}
-_RESERVED_PREFIXES = (*stats.PROBE_PREFIXES, "kamailio_stats_")
+_RESERVED_PREFIXES: Final = (*stats.PROBE_PREFIXES, "kamailio_stats_")
 
 
 def is_reserved(name: str) -> bool:

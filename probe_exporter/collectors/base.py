@@ -36,10 +36,16 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Call:
     method: str
     params: tuple[Param, ...] = ()
+
+    # Written out, not generated: compiled (mypyc), a dataclass's generated __init__ stays
+    # interpreted, and every probe asks each collector for its calls.
+    def __init__(self, method: str, params: tuple[Param, ...] = ()) -> None:
+        object.__setattr__(self, "method", method)
+        object.__setattr__(self, "params", params)
 
 
 def _no_set_names() -> Mapping[int, str]:

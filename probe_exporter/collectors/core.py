@@ -6,6 +6,7 @@ import math
 import re
 import time
 from collections.abc import Sequence
+from typing import Final
 
 from ..binrpc.codec import Fault
 from ..metrics import FamilyInfo, MetricFamily
@@ -23,10 +24,10 @@ from .base import (
     str_field,
 )
 
-UPTIME = FamilyInfo(
+UPTIME: Final = FamilyInfo(
     "kamailio_uptime_seconds", "gauge", "Seconds since Kamailio started", (), "core.uptime"
 )
-START_TIME = FamilyInfo(
+START_TIME: Final = FamilyInfo(
     "kamailio_start_time_seconds",
     "gauge",
     "When Kamailio started, in seconds since the Unix epoch",
@@ -34,7 +35,7 @@ START_TIME = FamilyInfo(
     "core.uptime",
     "the exporter's clock less the uptime: Kamailio's own start time is a local-time string",
 )
-BUILD_INFO = FamilyInfo(
+BUILD_INFO: Final = FamilyInfo(
     "kamailio_build_info",
     "gauge",
     "Kamailio's version and build, as labels (always 1)",
@@ -43,10 +44,10 @@ BUILD_INFO = FamilyInfo(
     "revision is empty for builds outside git; os in lower case (6.1 says `Linux`, earlier "
     "versions `linux`)",
 )
-FAMILIES = (UPTIME, START_TIME, BUILD_INFO)
+FAMILIES: Final = (UPTIME, START_TIME, BUILD_INFO)
 
 # "kamailio 5.6.3 (x86_64/linux) 4e9a2c": name, version, arch, os, revision (may be empty)
-_VERSION = re.compile(r"(\S+) (\S+) \(([^/]+)/([^)]+)\)\s*(\S*)")
+_VERSION: Final = re.compile(r"(\S+) (\S+) \(([^/]+)/([^)]+)\)\s*(\S*)")
 
 # The exporter's clock (tests replace it).
 wall_clock = time.time
@@ -89,7 +90,7 @@ def _collect(replies: Sequence[Reply], options: CollectorOptions) -> list[Metric
     return [uptime_family, start, build]
 
 
-COLLECTOR = Collector(
+COLLECTOR: Final = Collector(
     "core",
     frozenset({"core.uptime", "core.version", "core.info"}),
     _calls,

@@ -7,6 +7,7 @@ exporters. dlg.profile_get_size is asked once per profile of the module's option
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Final
 
 from ..binrpc.codec import Fault
 from ..metrics import FamilyInfo, MetricFamily
@@ -20,19 +21,19 @@ from .base import (
     shown,
 )
 
-SOURCE = "dlg.stats_active"
+SOURCE: Final = "dlg.stats_active"
 
 
 def _state(field: str, help_: str) -> FamilyInfo:
     return FamilyInfo(f"kamailio_dlg_stats_active_{field}", "gauge", help_, (), SOURCE)
 
 
-STARTING = _state("starting", "Dialogs not confirmed yet (no reply)")
-CONNECTING = _state("connecting", "Dialogs in the early state (provisional reply)")
-ANSWERING = _state("answering", "Dialogs answered but not acknowledged")
-ONGOING = _state("ongoing", "Dialogs confirmed (answered and acknowledged)")
-ALL = _state("all", "Dialogs in any of these states")
-PROFILE_SIZE = FamilyInfo(
+STARTING: Final = _state("starting", "Dialogs not confirmed yet (no reply)")
+CONNECTING: Final = _state("connecting", "Dialogs in the early state (provisional reply)")
+ANSWERING: Final = _state("answering", "Dialogs answered but not acknowledged")
+ONGOING: Final = _state("ongoing", "Dialogs confirmed (answered and acknowledged)")
+ALL: Final = _state("all", "Dialogs in any of these states")
+PROFILE_SIZE: Final = FamilyInfo(
     "kamailio_dlg_profile_size",
     "gauge",
     "Dialogs in a dialog profile",
@@ -40,8 +41,8 @@ PROFILE_SIZE = FamilyInfo(
     "dlg.profile_get_size <profile>",
     "one RPC per profile listed in the module's options",
 )
-FAMILIES = (STARTING, CONNECTING, ANSWERING, ONGOING, ALL, PROFILE_SIZE)
-_FIELDS = (
+FAMILIES: Final = (STARTING, CONNECTING, ANSWERING, ONGOING, ALL, PROFILE_SIZE)
+_FIELDS: Final = (
     (STARTING, "starting"),
     (CONNECTING, "connecting"),
     (ANSWERING, "answering"),
@@ -74,6 +75,6 @@ def _collect(replies: Sequence[Reply], options: CollectorOptions) -> list[Metric
     return families
 
 
-COLLECTOR = Collector(
+COLLECTOR: Final = Collector(
     "dialog", frozenset({"dlg.stats_active"}), _calls, _collect, families=FAMILIES
 )

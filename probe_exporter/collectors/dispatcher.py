@@ -9,6 +9,7 @@ RUNTIME (with ds_hash_size) carries the dialog load.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Final
 
 from ..binrpc.codec import Fault, Struct, Value
 from ..metrics import FamilyInfo, MetricFamily, MetricType
@@ -28,21 +29,21 @@ from .base import (
     str_field,
 )
 
-SOURCE = "dispatcher.list"
-LABELS = ("set_id", "set_name", "destination")
+SOURCE: Final = "dispatcher.list"
+LABELS: Final = ("set_id", "set_name", "destination")
 
 
 def _target(name: str, type_: MetricType, help_: str, note: str = "") -> FamilyInfo:
     return FamilyInfo(name, type_, help_, LABELS, SOURCE, note)
 
 
-SETS = FamilyInfo("kamailio_dispatcher_sets", "gauge", "Destination sets loaded", (), SOURCE)
-UP = _target(
+SETS: Final = FamilyInfo("kamailio_dispatcher_sets", "gauge", "Destination sets loaded", (), SOURCE)
+UP: Final = _target(
     "kamailio_dispatcher_target_up",
     "gauge",
     "1 when the destination can be selected (state active or trying), 0 when inactive or disabled",
 )
-STATE = FamilyInfo(
+STATE: Final = FamilyInfo(
     "kamailio_dispatcher_target_state",
     "gauge",
     "The destination's state: one series per state, 1 for the current one",
@@ -50,67 +51,69 @@ STATE = FamilyInfo(
     SOURCE,
     "state: active, inactive, disabled, trying",
 )
-PROBING = _target(
+PROBING: Final = _target(
     "kamailio_dispatcher_target_probing",
     "gauge",
     "1 when Kamailio probes the destination with keepalives (flag P)",
 )
-PRIORITY = _target("kamailio_dispatcher_target_priority", "gauge", "The destination's priority")
-WEIGHT = _target(
+PRIORITY: Final = _target(
+    "kamailio_dispatcher_target_priority", "gauge", "The destination's priority"
+)
+WEIGHT: Final = _target(
     "kamailio_dispatcher_target_weight",
     "gauge",
     "The destination's weight attribute",
     "when the destination has attributes",
 )
-RWEIGHT = _target(
+RWEIGHT: Final = _target(
     "kamailio_dispatcher_target_rweight",
     "gauge",
     "The destination's relative weight attribute",
     "when the destination has attributes",
 )
-MAXLOAD = _target(
+MAXLOAD: Final = _target(
     "kamailio_dispatcher_target_maxload",
     "gauge",
     "The destination's maxload attribute",
     "when the destination has attributes",
 )
-LATENCY_AVG = _target(
+LATENCY_AVG: Final = _target(
     "kamailio_dispatcher_target_latency_average_seconds",
     "gauge",
     "Average keepalive round-trip time",
     "with ds_ping_latency_stats",
 )
-LATENCY_STD = _target(
+LATENCY_STD: Final = _target(
     "kamailio_dispatcher_target_latency_stddev_seconds",
     "gauge",
     "Standard deviation of the keepalive round-trip time",
     "with ds_ping_latency_stats",
 )
-LATENCY_EST = _target(
+LATENCY_EST: Final = _target(
     "kamailio_dispatcher_target_latency_estimate_seconds",
     "gauge",
     "Estimated keepalive round-trip time (weighted average)",
     "with ds_ping_latency_stats",
 )
-LATENCY_MAX = _target(
+LATENCY_MAX: Final = _target(
     "kamailio_dispatcher_target_latency_max_seconds",
     "gauge",
     "Longest keepalive round-trip time",
     "with ds_ping_latency_stats",
 )
-TIMEOUTS = _target(
+TIMEOUTS: Final = _target(
     "kamailio_dispatcher_target_ping_timeouts_total",
     "counter",
     "Keepalives that timed out",
     "with ds_ping_latency_stats",
 )
-DIALOG_LOAD = _target(
+DIALOG_LOAD: Final = _target(
     "kamailio_dispatcher_target_dialog_load",
     "gauge",
     "Dialogs routed to the destination",
     "with ds_hash_size",
 )
-FAMILIES = (
+FAMILIES: Final = (
     SETS,
     UP,
     STATE,
@@ -127,11 +130,16 @@ FAMILIES = (
     DIALOG_LOAD,
 )
 
-_STATES = {"A": "active", "I": "inactive", "D": "disabled", "T": "trying"}
-_SELECTABLE = frozenset("AT")
-_ATTRS = ((WEIGHT, "WEIGHT"), (RWEIGHT, "RWEIGHT"), (MAXLOAD, "MAXLOAD"))
-_LATENCY = ((LATENCY_AVG, "AVG"), (LATENCY_STD, "STD"), (LATENCY_EST, "EST"), (LATENCY_MAX, "MAX"))
-_NO_SETS = "No Destination Sets"
+_STATES: Final = {"A": "active", "I": "inactive", "D": "disabled", "T": "trying"}
+_SELECTABLE: Final = frozenset("AT")
+_ATTRS: Final = ((WEIGHT, "WEIGHT"), (RWEIGHT, "RWEIGHT"), (MAXLOAD, "MAXLOAD"))
+_LATENCY: Final = (
+    (LATENCY_AVG, "AVG"),
+    (LATENCY_STD, "STD"),
+    (LATENCY_EST, "EST"),
+    (LATENCY_MAX, "MAX"),
+)
+_NO_SETS: Final = "No Destination Sets"
 
 
 def _calls(options: CollectorOptions) -> list[Call]:
@@ -206,6 +214,6 @@ def _collect(replies: Sequence[Reply], options: CollectorOptions) -> list[Metric
     return [sets, *nonempty(list(families.values()))]
 
 
-COLLECTOR = Collector(
+COLLECTOR: Final = Collector(
     "dispatcher", frozenset({"dispatcher.list"}), _calls, _collect, families=FAMILIES
 )

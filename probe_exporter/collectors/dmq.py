@@ -8,15 +8,18 @@ it is also its own notification peer: such entries are one series, local when ei
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Final
 
 from ..binrpc.codec import Value
 from ..metrics import FamilyInfo, MetricFamily
 from .base import Call, Collector, CollectorOptions, Reply, fields, nonempty, str_field, structs
 
-SOURCE = "dmq.list_nodes"
-LABELS = ("host", "port", "proto")
-UP = FamilyInfo("kamailio_dmq_node_up", "gauge", "1 when the DMQ node is active", LABELS, SOURCE)
-STATE = FamilyInfo(
+SOURCE: Final = "dmq.list_nodes"
+LABELS: Final = ("host", "port", "proto")
+UP: Final = FamilyInfo(
+    "kamailio_dmq_node_up", "gauge", "1 when the DMQ node is active", LABELS, SOURCE
+)
+STATE: Final = FamilyInfo(
     "kamailio_dmq_node_state",
     "gauge",
     "The DMQ node's status: one series per status, 1 for the current one",
@@ -25,11 +28,11 @@ STATE = FamilyInfo(
     "state: active, not_active, disabled, timeout (Kamailio 4.x), pending; any other status "
     "Kamailio reports gets its own series",
 )
-LOCAL = FamilyInfo(
+LOCAL: Final = FamilyInfo(
     "kamailio_dmq_node_local", "gauge", "1 for the node that is this Kamailio", LABELS, SOURCE
 )
-FAMILIES = (UP, STATE, LOCAL)
-_STATES = ("active", "not_active", "disabled", "timeout", "pending")
+FAMILIES: Final = (UP, STATE, LOCAL)
+_STATES: Final = ("active", "not_active", "disabled", "timeout", "pending")
 
 
 def _calls(options: CollectorOptions) -> list[Call]:
@@ -61,4 +64,6 @@ def _collect(replies: Sequence[Reply], options: CollectorOptions) -> list[Metric
     return nonempty([up, state, local])
 
 
-COLLECTOR = Collector("dmq", frozenset({"dmq.list_nodes"}), _calls, _collect, families=FAMILIES)
+COLLECTOR: Final = Collector(
+    "dmq", frozenset({"dmq.list_nodes"}), _calls, _collect, families=FAMILIES
+)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Final
 
 from ..binrpc.codec import Fault
 from ..metrics import FamilyInfo, MetricFamily
@@ -19,27 +20,27 @@ from .base import (
     structs,
 )
 
-SOURCE = "htable.stats"
-LABELS = ("table",)
-SLOTS = FamilyInfo("kamailio_htable_slots", "gauge", "Slots of a hash table", LABELS, SOURCE)
-ITEMS = FamilyInfo("kamailio_htable_items", "gauge", "Items in a hash table", LABELS, SOURCE)
-SLOT_MIN = FamilyInfo(
+SOURCE: Final = "htable.stats"
+LABELS: Final = ("table",)
+SLOTS: Final = FamilyInfo("kamailio_htable_slots", "gauge", "Slots of a hash table", LABELS, SOURCE)
+ITEMS: Final = FamilyInfo("kamailio_htable_items", "gauge", "Items in a hash table", LABELS, SOURCE)
+SLOT_MIN: Final = FamilyInfo(
     "kamailio_htable_slot_items_min",
     "gauge",
     "Items in the emptiest slot of a hash table",
     LABELS,
     SOURCE,
 )
-SLOT_MAX = FamilyInfo(
+SLOT_MAX: Final = FamilyInfo(
     "kamailio_htable_slot_items_max",
     "gauge",
     "Items in the fullest slot of a hash table",
     LABELS,
     SOURCE,
 )
-FAMILIES = (SLOTS, ITEMS, SLOT_MIN, SLOT_MAX)
-_FIELDS = ((SLOTS, "slots"), (ITEMS, "all"), (SLOT_MIN, "min"), (SLOT_MAX, "max"))
-_NO_TABLES = "No htables"
+FAMILIES: Final = (SLOTS, ITEMS, SLOT_MIN, SLOT_MAX)
+_FIELDS: Final = ((SLOTS, "slots"), (ITEMS, "all"), (SLOT_MIN, "min"), (SLOT_MAX, "max"))
+_NO_TABLES: Final = "No htables"
 
 
 def _calls(options: CollectorOptions) -> list[Call]:
@@ -65,4 +66,6 @@ def _collect(replies: Sequence[Reply], options: CollectorOptions) -> list[Metric
     return nonempty(families)
 
 
-COLLECTOR = Collector("htable", frozenset({"htable.stats"}), _calls, _collect, families=FAMILIES)
+COLLECTOR: Final = Collector(
+    "htable", frozenset({"htable.stats"}), _calls, _collect, families=FAMILIES
+)

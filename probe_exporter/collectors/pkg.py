@@ -7,6 +7,7 @@ read modulo 2^32 (values above 4 GiB are already truncated by Kamailio).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Final
 
 from ..metrics import FamilyInfo, MetricFamily
 from .base import (
@@ -20,21 +21,25 @@ from .base import (
     structs,
 )
 
-SOURCE = "pkg.stats"
-LABELS = ("entry",)
+SOURCE: Final = "pkg.stats"
+LABELS: Final = ("entry",)
 
-USED = FamilyInfo("kamailio_pkgmem_used", "gauge", "Private memory used", LABELS, SOURCE, "seed")
-FREE = FamilyInfo("kamailio_pkgmem_free", "gauge", "Private memory free", LABELS, SOURCE, "seed")
-REAL = FamilyInfo(
+USED: Final = FamilyInfo(
+    "kamailio_pkgmem_used", "gauge", "Private memory used", LABELS, SOURCE, "seed"
+)
+FREE: Final = FamilyInfo(
+    "kamailio_pkgmem_free", "gauge", "Private memory free", LABELS, SOURCE, "seed"
+)
+REAL: Final = FamilyInfo(
     "kamailio_pkgmem_real", "gauge", "Private memory real used", LABELS, SOURCE, "seed"
 )
-SIZE = FamilyInfo(
+SIZE: Final = FamilyInfo(
     "kamailio_pkgmem_size", "gauge", "Private memory total size", LABELS, SOURCE, "seed"
 )
-FRAGS = FamilyInfo(
+FRAGS: Final = FamilyInfo(
     "kamailio_pkgmem_frags", "gauge", "Private memory total frags", LABELS, SOURCE, "seed"
 )
-PROCESS_INFO = FamilyInfo(
+PROCESS_INFO: Final = FamilyInfo(
     "kamailio_pkgmem_process_info",
     "gauge",
     "The process behind a pkg memory entry: pid, rank (0 main, -1 timer, -2 ctl, >0 SIP "
@@ -43,8 +48,8 @@ PROCESS_INFO = FamilyInfo(
     SOURCE,
     "desc is empty before Kamailio 5.4",
 )
-FAMILIES = (USED, FREE, REAL, SIZE, FRAGS, PROCESS_INFO)
-_MEMORY = (
+FAMILIES: Final = (USED, FREE, REAL, SIZE, FRAGS, PROCESS_INFO)
+_MEMORY: Final = (
     (USED, "used"),
     (FREE, "free"),
     (REAL, "real_used"),
@@ -86,4 +91,4 @@ def _collect(replies: Sequence[Reply], options: CollectorOptions) -> list[Metric
     return [family for family in families if family.samples]
 
 
-COLLECTOR = Collector("pkg", frozenset({"pkg.stats"}), _calls, _collect, families=FAMILIES)
+COLLECTOR: Final = Collector("pkg", frozenset({"pkg.stats"}), _calls, _collect, families=FAMILIES)

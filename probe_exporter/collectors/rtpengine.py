@@ -10,6 +10,7 @@ Versions differ in what `disabled` means:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Final
 
 from ..binrpc.codec import Fault, Value
 from ..metrics import FamilyInfo, MetricFamily
@@ -27,10 +28,10 @@ from .base import (
     structs,
 )
 
-SOURCE = "rtpengine.show all"
-LABELS = ("url", "set", "index", "weight")
+SOURCE: Final = "rtpengine.show all"
+LABELS: Final = ("url", "set", "index", "weight")
 
-ENABLED = FamilyInfo(
+ENABLED: Final = FamilyInfo(
     "kamailio_rtpengine_enabled",
     "gauge",
     "rtpengine connection status",
@@ -39,14 +40,14 @@ ENABLED = FamilyInfo(
     'seed; 0 for a node disabled permanently ("1(permanent)") and, from 6.0, for a node that '
     "failed its ping (active 0): the seed exporter reported both as 1",
 )
-PERMANENT = FamilyInfo(
+PERMANENT: Final = FamilyInfo(
     "kamailio_rtpengine_disabled_permanently",
     "gauge",
     "1 when the node was disabled by rtpengine.enable, not by a failed ping",
     LABELS,
     SOURCE,
 )
-RECHECK = FamilyInfo(
+RECHECK: Final = FamilyInfo(
     "kamailio_rtpengine_recheck_ticks",
     "gauge",
     "Timer ticks until Kamailio checks a node disabled by a failed ping again",
@@ -54,10 +55,10 @@ RECHECK = FamilyInfo(
     SOURCE,
     "only for nodes disabled by a failed ping",
 )
-FAMILIES = (ENABLED, PERMANENT, RECHECK)
+FAMILIES: Final = (ENABLED, PERMANENT, RECHECK)
 
 # 404: no rtpengine set is loaded: no nodes, not a failure.
-_NO_NODES = 404
+_NO_NODES: Final = 404
 
 
 def _calls(options: CollectorOptions) -> list[Call]:
@@ -107,6 +108,6 @@ def _collect(replies: Sequence[Reply], options: CollectorOptions) -> list[Metric
     return nonempty([enabled_family, permanent_family, recheck_family])
 
 
-COLLECTOR = Collector(
+COLLECTOR: Final = Collector(
     "rtpengine", frozenset({"rtpengine.show"}), _calls, _collect, families=FAMILIES
 )

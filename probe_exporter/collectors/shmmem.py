@@ -10,13 +10,14 @@ reply above 4 GiB stays wrapped. From 5.7 the fields are DOUBLEs, exact.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Final
 
 from ..binrpc.codec import Fault, Struct
 from ..metrics import FamilyInfo, MetricFamily
 from .base import Call, Collector, CollectorOptions, Reply, count, fields, single_struct
 
-SOURCE = "core.shmmem"
-BYTES = FamilyInfo(
+SOURCE: Final = "core.shmmem"
+BYTES: Final = FamilyInfo(
     "kamailio_core_shmmem_bytes",
     "gauge",
     "Shared memory sizes (core.shmmem)",
@@ -25,17 +26,17 @@ BYTES = FamilyInfo(
     "the values of kamailio_shm_bytes; up to 5.6 without kex they wrap at 4 GiB (with kex the "
     "exact values of `stats.fetch shmem:` are used)",
 )
-FRAGMENTS = FamilyInfo(
+FRAGMENTS: Final = FamilyInfo(
     "kamailio_core_shmmem_fragments",
     "gauge",
     "Shared memory fragment count (core.shmmem)",
     (),
     SOURCE,
 )
-FAMILIES = (BYTES, FRAGMENTS)
-_TYPES = ("free", "max_used", "real_used", "total", "used")
+FAMILIES: Final = (BYTES, FRAGMENTS)
+_TYPES: Final = ("free", "max_used", "real_used", "total", "used")
 # core.shmmem field -> its statistic in the shmem group
-_STATISTICS = {
+_STATISTICS: Final = {
     "free": "shmem.free_size",
     "max_used": "shmem.max_used_size",
     "real_used": "shmem.real_used_size",
@@ -78,4 +79,6 @@ def _collect(replies: Sequence[Reply], options: CollectorOptions) -> list[Metric
     return [sizes, fragments]
 
 
-COLLECTOR = Collector("shmmem", frozenset({"core.shmmem"}), _calls, _collect, families=FAMILIES)
+COLLECTOR: Final = Collector(
+    "shmmem", frozenset({"core.shmmem"}), _calls, _collect, families=FAMILIES
+)

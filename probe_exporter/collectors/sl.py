@@ -6,12 +6,13 @@ INTs up to 5.6 (read as unsigned 32-bit), DOUBLEs from 5.7; 5.0-5.4 have no `3xx
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Final
 
 from ..metrics import FamilyInfo, MetricFamily
 from .base import Call, Collector, CollectorOptions, Reply, count, nonempty, single_struct
 
-SOURCE = "sl.stats"
-CODES = FamilyInfo(
+SOURCE: Final = "sl.stats"
+CODES: Final = FamilyInfo(
     "kamailio_sl_stats_codes_total",
     "counter",
     "Replies sent statelessly by code",
@@ -19,7 +20,7 @@ CODES = FamilyInfo(
     SOURCE,
     "the data of kamailio_sl_reply_total (statistics), without kex",
 )
-FAMILIES = (CODES,)
+FAMILIES: Final = (CODES,)
 
 
 def _calls(options: CollectorOptions) -> list[Call]:
@@ -34,4 +35,4 @@ def _collect(replies: Sequence[Reply], options: CollectorOptions) -> list[Metric
     return nonempty([codes])
 
 
-COLLECTOR = Collector("sl", frozenset({"sl.stats"}), _calls, _collect, families=FAMILIES)
+COLLECTOR: Final = Collector("sl", frozenset({"sl.stats"}), _calls, _collect, families=FAMILIES)

@@ -24,33 +24,35 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from ..binrpc.codec import Fault, Struct, Value
 from ..metrics import FamilyInfo, MetricFamily, MetricType, exposed_names
 from .base import Call, Collector, CollectorError, CollectorOptions, Reply, fault_error
 
-SOURCE = "stats.fetch all"
-SEED_NOTE = "seed"
+SOURCE: Final = "stats.fetch all"
+SEED_NOTE: Final = "seed"
 
 
 def _seed(name: str, type_: MetricType, help_: str, labels: tuple[str, ...] = ()) -> FamilyInfo:
     return FamilyInfo(name, type_, help_, labels, SOURCE, SEED_NOTE)
 
 
-CORE_REQUEST = _seed("kamailio_core_request_total", "counter", "Request counters", ("method",))
-CORE_RCV_REQUEST = _seed(
+CORE_REQUEST: Final = _seed(
+    "kamailio_core_request_total", "counter", "Request counters", ("method",)
+)
+CORE_RCV_REQUEST: Final = _seed(
     "kamailio_core_rcv_request_total", "counter", "Received requests by method", ("method",)
 )
-CORE_REPLY = _seed("kamailio_core_reply_total", "counter", "Reply counters", ("type",))
-CORE_RCV_REPLY = _seed(
+CORE_REPLY: Final = _seed("kamailio_core_reply_total", "counter", "Reply counters", ("type",))
+CORE_RCV_REPLY: Final = _seed(
     "kamailio_core_rcv_reply_total", "counter", "Received replies by code", ("code",)
 )
-SHM_BYTES = _seed("kamailio_shm_bytes", "gauge", "Shared memory sizes", ("type",))
-SHM_FRAGMENTS = _seed("kamailio_shm_fragments", "gauge", "Shared memory fragment count")
-DNS_FAILED = _seed("kamailio_dns_failed_request_total", "counter", "Failed dns requests")
-BAD_URI = _seed("kamailio_bad_uri_total", "counter", "Messages with bad uri")
-BAD_MSG_HDR = FamilyInfo(
+SHM_BYTES: Final = _seed("kamailio_shm_bytes", "gauge", "Shared memory sizes", ("type",))
+SHM_FRAGMENTS: Final = _seed("kamailio_shm_fragments", "gauge", "Shared memory fragment count")
+DNS_FAILED: Final = _seed("kamailio_dns_failed_request_total", "counter", "Failed dns requests")
+BAD_URI: Final = _seed("kamailio_bad_uri_total", "counter", "Messages with bad uri")
+BAD_MSG_HDR: Final = FamilyInfo(
     "kamailio_bad_msg_hdr",
     "untyped",
     "Messages with bad message header",
@@ -59,20 +61,22 @@ BAD_MSG_HDR = FamilyInfo(
     "seed name; was a counter without _total, now untyped: an unknown family in OpenMetrics, "
     "whose counters gain _total",
 )
-SL_REPLY = _seed("kamailio_sl_reply_total", "counter", "Stateless replies by code", ("code",))
-SL_TYPE = _seed("kamailio_sl_type_total", "counter", "Stateless replies by type", ("type",))
-TCP_TOTAL = _seed("kamailio_tcp_total", "counter", "TCP connection counters", ("type",))
-TCP_CONNECTIONS = _seed("kamailio_tcp_connections", "gauge", "Opened TCP connections")
-TCP_WRITEQUEUE = _seed("kamailio_tcp_writequeue", "gauge", "TCP write queue size")
-TMX_CODE = _seed(
+SL_REPLY: Final = _seed(
+    "kamailio_sl_reply_total", "counter", "Stateless replies by code", ("code",)
+)
+SL_TYPE: Final = _seed("kamailio_sl_type_total", "counter", "Stateless replies by type", ("type",))
+TCP_TOTAL: Final = _seed("kamailio_tcp_total", "counter", "TCP connection counters", ("type",))
+TCP_CONNECTIONS: Final = _seed("kamailio_tcp_connections", "gauge", "Opened TCP connections")
+TCP_WRITEQUEUE: Final = _seed("kamailio_tcp_writequeue", "gauge", "TCP write queue size")
+TMX_CODE: Final = _seed(
     "kamailio_tmx_code_total", "counter", "Completed Transaction counters by code", ("code",)
 )
-TMX_TYPE = _seed(
+TMX_TYPE: Final = _seed(
     "kamailio_tmx_type_total", "counter", "Completed Transaction counters by type", ("type",)
 )
-TMX = _seed("kamailio_tmx", "gauge", "Ongoing Transactions", ("type",))
-TMX_RPL = _seed("kamailio_tmx_rpl_total", "counter", "Tmx reply counters", ("type",))
-DIALOG = FamilyInfo(
+TMX: Final = _seed("kamailio_tmx", "gauge", "Ongoing Transactions", ("type",))
+TMX_RPL: Final = _seed("kamailio_tmx_rpl_total", "counter", "Tmx reply counters", ("type",))
+DIALOG: Final = FamilyInfo(
     "kamailio_dialog",
     "untyped",
     "Ongoing Dialogs",
@@ -82,7 +86,7 @@ DIALOG = FamilyInfo(
     "kamailio_dialog_* families",
 )
 
-BAD_MSG_HDR_TOTAL = FamilyInfo(
+BAD_MSG_HDR_TOTAL: Final = FamilyInfo(
     "kamailio_bad_msg_hdr_total",
     "counter",
     "Messages with bad message header",
@@ -92,34 +96,34 @@ BAD_MSG_HDR_TOTAL = FamilyInfo(
     "would take the family name kamailio_bad_msg_hdr",
     openmetrics_unknown=True,
 )
-DIALOG_ACTIVE = FamilyInfo(
+DIALOG_ACTIVE: Final = FamilyInfo(
     "kamailio_dialog_active_dialogs",
     "gauge",
     "Dialogs in the confirmed (active) state",
     (),
     SOURCE,
 )
-DIALOG_EARLY = FamilyInfo(
+DIALOG_EARLY: Final = FamilyInfo(
     "kamailio_dialog_early_dialogs", "gauge", "Dialogs in the early state", (), SOURCE
 )
-DIALOG_PROCESSED = FamilyInfo(
+DIALOG_PROCESSED: Final = FamilyInfo(
     "kamailio_dialog_processed_dialogs_total", "counter", "Dialogs processed", (), SOURCE
 )
-DIALOG_EXPIRED = FamilyInfo(
+DIALOG_EXPIRED: Final = FamilyInfo(
     "kamailio_dialog_expired_dialogs_total",
     "counter",
     "Dialogs ended by their timeout",
     (),
     SOURCE,
 )
-DIALOG_FAILED = FamilyInfo(
+DIALOG_FAILED: Final = FamilyInfo(
     "kamailio_dialog_failed_dialogs_total",
     "counter",
     "Dialogs that failed to be established",
     (),
     SOURCE,
 )
-CORE_RCV_REPLY_METHOD = FamilyInfo(
+CORE_RCV_REPLY_METHOD: Final = FamilyInfo(
     "kamailio_core_rcv_reply_method_total",
     "counter",
     "Received replies by code class and request method",
@@ -127,14 +131,14 @@ CORE_RCV_REPLY_METHOD = FamilyInfo(
     SOURCE,
     "core.rcv_replies_<N>xx_<method> (5.2+)",
 )
-USRLOC_REGISTERED = FamilyInfo(
+USRLOC_REGISTERED: Final = FamilyInfo(
     "kamailio_usrloc_registered_users",
     "gauge",
     "Users registered in all usrloc tables",
     (),
     SOURCE,
 )
-USRLOC_USERS = FamilyInfo(
+USRLOC_USERS: Final = FamilyInfo(
     "kamailio_usrloc_users",
     "gauge",
     "Users (AoRs) in a usrloc table",
@@ -142,7 +146,7 @@ USRLOC_USERS = FamilyInfo(
     SOURCE,
     "usrloc.<table>_users, or <table>-users before 5.4",
 )
-USRLOC_CONTACTS = FamilyInfo(
+USRLOC_CONTACTS: Final = FamilyInfo(
     "kamailio_usrloc_contacts",
     "gauge",
     "Contacts in a usrloc table",
@@ -150,7 +154,7 @@ USRLOC_CONTACTS = FamilyInfo(
     SOURCE,
     "usrloc.<table>_contacts, or <table>-contacts before 5.4",
 )
-USRLOC_EXPIRES = FamilyInfo(
+USRLOC_EXPIRES: Final = FamilyInfo(
     "kamailio_usrloc_expires_total",
     "counter",
     "Contacts expired in a usrloc table",
@@ -158,7 +162,7 @@ USRLOC_EXPIRES = FamilyInfo(
     SOURCE,
     "usrloc.<table>_expires, or <table>-expires before 5.4",
 )
-DROPPED = FamilyInfo(
+DROPPED: Final = FamilyInfo(
     "kamailio_exporter_stats_dropped",
     "gauge",
     "Statistics left out of this probe's output: duplicate (its metric name belongs to another "
@@ -166,7 +170,7 @@ DROPPED = FamilyInfo(
     ("reason",),
     SOURCE,
 )
-RENAMED = FamilyInfo(
+RENAMED: Final = FamilyInfo(
     "kamailio_exporter_stats_renamed",
     "gauge",
     "Statistics whose metric name had characters invalid in a metric name, replaced by _",
@@ -174,7 +178,7 @@ RENAMED = FamilyInfo(
     SOURCE,
 )
 
-GENERIC_COUNTER = FamilyInfo(
+GENERIC_COUNTER: Final = FamilyInfo(
     "kamailio_stats_<group>_<name>_total",
     "counter",
     "Kamailio statistic <group>.<name>",
@@ -182,7 +186,7 @@ GENERIC_COUNTER = FamilyInfo(
     SOURCE,
     "every statistic of no family above that is not a known gauge",
 )
-GENERIC_GAUGE = FamilyInfo(
+GENERIC_GAUGE: Final = FamilyInfo(
     "kamailio_stats_<group>_<name>",
     "gauge",
     "Kamailio statistic <group>.<name>",
@@ -190,7 +194,7 @@ GENERIC_GAUGE = FamilyInfo(
     SOURCE,
     "known gauges (see the table below)",
 )
-SCRIPT_COUNTER = FamilyInfo(
+SCRIPT_COUNTER: Final = FamilyInfo(
     "kamailio_<name>",
     "counter",
     "Scripted metric <name>",
@@ -198,7 +202,7 @@ SCRIPT_COUNTER = FamilyInfo(
     SOURCE,
     "seed rule for script.<name> ending in _total, _seconds or _bytes (case-sensitive)",
 )
-SCRIPT_GAUGE = FamilyInfo(
+SCRIPT_GAUGE: Final = FamilyInfo(
     "kamailio_<name>",
     "gauge",
     "Scripted metric <name>",
@@ -208,7 +212,7 @@ SCRIPT_GAUGE = FamilyInfo(
 )
 
 # Families with a fixed name, in output order.
-STATIC: tuple[FamilyInfo, ...] = (
+STATIC: Final[tuple[FamilyInfo, ...]] = (
     CORE_REQUEST,
     CORE_RCV_REQUEST,
     CORE_REPLY,
@@ -240,7 +244,7 @@ STATIC: tuple[FamilyInfo, ...] = (
     USRLOC_CONTACTS,
     USRLOC_EXPIRES,
 )
-FAMILIES: tuple[FamilyInfo, ...] = (
+FAMILIES: Final[tuple[FamilyInfo, ...]] = (
     *STATIC,
     GENERIC_COUNTER,
     GENERIC_GAUGE,
@@ -249,12 +253,12 @@ FAMILIES: tuple[FamilyInfo, ...] = (
     DROPPED,
     RENAMED,
 )
-_INDEX = {info: index for index, info in enumerate(STATIC)}
+_INDEX: Final = {info: index for index, info in enumerate(STATIC)}
 
 # Gauges among the statistics (Kamailio does not type them): no-reset and function stats that
 # hold a current level, per group. Any other statistic is a gauge when a word of its name says
 # so (GAUGE_WORDS), else a counter.
-KNOWN_GAUGES: dict[str, frozenset[str]] = {
+KNOWN_GAUGES: Final[dict[str, frozenset[str]]] = {
     "dialog": frozenset({"active_dialogs", "early_dialogs"}),
     "httpclient": frozenset({"connections"}),
     "imc": frozenset({"active_rooms"}),
@@ -287,12 +291,12 @@ KNOWN_GAUGES: dict[str, frozenset[str]] = {
         }
     ),
 }
-GAUGE_WORDS = frozenset({"current", "active", "inuse", "max", "size"})
+GAUGE_WORDS: Final = frozenset({"current", "active", "inuse", "max", "size"})
 
 # Groups asked for one by one when `stats.fetch all` overflows its 8 KB struct (FAULT 500):
 # those of the core, kex and the modules that register statistics. An absent group answers an
 # empty struct.
-KNOWN_GROUPS: tuple[str, ...] = tuple(
+KNOWN_GROUPS: Final[tuple[str, ...]] = tuple(
     sorted(
         {
             "core",
@@ -326,13 +330,13 @@ KNOWN_GROUPS: tuple[str, ...] = tuple(
 )
 
 # Names the probe gives its own families: never taken by a statistic.
-PROBE_NAME = "kamailio_up"
-PROBE_PREFIXES = ("kamailio_exporter_", "kamailio_probe_")
+PROBE_NAME: Final = "kamailio_up"
+PROBE_PREFIXES: Final = ("kamailio_exporter_", "kamailio_probe_")
 
-INT63 = 1 << 63
-INT64 = 1 << 64
-_GENERIC_INVALID = re.compile(r"[^a-z0-9_]")
-_SCRIPT_INVALID = re.compile(r"[^a-z0-9_:]")
+INT63: Final = 1 << 63
+INT64: Final = 1 << 64
+_GENERIC_INVALID: Final = re.compile(r"[^a-z0-9_]")
+_SCRIPT_INVALID: Final = re.compile(r"[^a-z0-9_:]")
 
 
 # How a statistic is exported: (kind, gauge, targets, named).
@@ -475,13 +479,13 @@ def _fixed_routes() -> dict[str | None, Route]:
     return routes
 
 
-_FIXED_ROUTES = _fixed_routes()
-_FIXED_TARGETS = frozenset(target for route in _FIXED_ROUTES.values() for target in route[2])
+_FIXED_ROUTES: Final = _fixed_routes()
+_FIXED_TARGETS: Final = frozenset(target for route in _FIXED_ROUTES.values() for target in route[2])
 # Routes of the statistics met so far: Kamailio's names repeat from probe to probe.
-_ROUTE_CACHE_LIMIT = 50_000
+_ROUTE_CACHE_LIMIT: Final = 50_000
 _routes = dict(_FIXED_ROUTES)
 
-_USRLOC_KINDS = (
+_USRLOC_KINDS: Final = (
     ("users", USRLOC_USERS),
     ("contacts", USRLOC_CONTACTS),
     ("expires", USRLOC_EXPIRES),

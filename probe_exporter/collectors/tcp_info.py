@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Final
 
 from ..metrics import FamilyInfo, MetricFamily
 from .base import Call, Collector, CollectorOptions, Reply, int_field_families
 
-SOURCE = "core.tcp_info"
+SOURCE: Final = "core.tcp_info"
 
-READERS = FamilyInfo("kamailio_tcp_readers", "gauge", "TCP readers", (), SOURCE, "seed")
-MAX_CONNECTIONS = FamilyInfo(
+READERS: Final = FamilyInfo("kamailio_tcp_readers", "gauge", "TCP readers", (), SOURCE, "seed")
+MAX_CONNECTIONS: Final = FamilyInfo(
     "kamailio_tcp_max_connections", "gauge", "TCP connection limit", (), SOURCE, "seed"
 )
-TLS_MAX_CONNECTIONS = FamilyInfo(
+TLS_MAX_CONNECTIONS: Final = FamilyInfo(
     "kamailio_tls_max_connections", "gauge", "TLS connection limit", (), SOURCE, "seed"
 )
-TLS_CONNECTIONS = FamilyInfo(
+TLS_CONNECTIONS: Final = FamilyInfo(
     "kamailio_tls_connections", "gauge", "Opened TLS connections", (), SOURCE, "seed"
 )
-OPENED_CONNECTIONS = FamilyInfo(
+OPENED_CONNECTIONS: Final = FamilyInfo(
     "kamailio_tcp_opened_connections",
     "gauge",
     "Opened TCP connections (core.tcp_info)",
@@ -27,14 +28,14 @@ OPENED_CONNECTIONS = FamilyInfo(
     SOURCE,
     "the same count as kamailio_tcp_connections (statistics), without kex",
 )
-WRITE_QUEUED = FamilyInfo(
+WRITE_QUEUED: Final = FamilyInfo(
     "kamailio_tcp_write_queued_bytes",
     "gauge",
     "Bytes queued for writing on TCP connections (async TCP only)",
     (),
     SOURCE,
 )
-FAMILIES = (
+FAMILIES: Final = (
     READERS,
     MAX_CONNECTIONS,
     TLS_MAX_CONNECTIONS,
@@ -42,7 +43,7 @@ FAMILIES = (
     OPENED_CONNECTIONS,
     WRITE_QUEUED,
 )
-_FIELDS = (
+_FIELDS: Final = (
     (READERS, "readers"),
     (MAX_CONNECTIONS, "max_connections"),
     (TLS_MAX_CONNECTIONS, "max_tls_connections"),
@@ -60,4 +61,6 @@ def _collect(replies: Sequence[Reply], options: CollectorOptions) -> list[Metric
     return int_field_families(replies[0], SOURCE, _FIELDS)
 
 
-COLLECTOR = Collector("tcp_info", frozenset({"core.tcp_info"}), _calls, _collect, families=FAMILIES)
+COLLECTOR: Final = Collector(
+    "tcp_info", frozenset({"core.tcp_info"}), _calls, _collect, families=FAMILIES
+)

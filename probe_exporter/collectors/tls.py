@@ -7,30 +7,31 @@ and kamailio_tls_connections belong to core.tcp_info (the seed exporter's names)
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Final
 
 from ..metrics import FamilyInfo, MetricFamily
 from .base import Call, Collector, CollectorOptions, Reply, int_field_families
 
-SOURCE = "tls.info"
-MAX_CONNECTIONS = FamilyInfo(
+SOURCE: Final = "tls.info"
+MAX_CONNECTIONS: Final = FamilyInfo(
     "kamailio_tls_info_max_connections", "gauge", "TLS connection limit (tls module)", (), SOURCE
 )
-OPENED_CONNECTIONS = FamilyInfo(
+OPENED_CONNECTIONS: Final = FamilyInfo(
     "kamailio_tls_info_opened_connections",
     "gauge",
     "Opened TLS connections (tls module)",
     (),
     SOURCE,
 )
-WRITE_QUEUED = FamilyInfo(
+WRITE_QUEUED: Final = FamilyInfo(
     "kamailio_tls_info_clear_text_write_queued_bytes",
     "gauge",
     "Clear-text bytes queued for writing on TLS connections",
     (),
     SOURCE,
 )
-FAMILIES = (MAX_CONNECTIONS, OPENED_CONNECTIONS, WRITE_QUEUED)
-_FIELDS = (
+FAMILIES: Final = (MAX_CONNECTIONS, OPENED_CONNECTIONS, WRITE_QUEUED)
+_FIELDS: Final = (
     (MAX_CONNECTIONS, "max_connections"),
     (OPENED_CONNECTIONS, "opened_connections"),
     (WRITE_QUEUED, "clear_text_write_queued_bytes"),
@@ -45,4 +46,4 @@ def _collect(replies: Sequence[Reply], options: CollectorOptions) -> list[Metric
     return int_field_families(replies[0], SOURCE, _FIELDS)
 
 
-COLLECTOR = Collector("tls", frozenset({"tls.info"}), _calls, _collect, families=FAMILIES)
+COLLECTOR: Final = Collector("tls", frozenset({"tls.info"}), _calls, _collect, families=FAMILIES)

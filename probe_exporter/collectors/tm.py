@@ -9,38 +9,39 @@ delayed_free exist only in builds with TM_MORE_STATS.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Final
 
 from ..metrics import FamilyInfo, MetricFamily, MetricType
 from .base import Call, Collector, CollectorOptions, Reply, count, fields, nonempty, single_struct
 
-SOURCE = "tm.stats"
+SOURCE: Final = "tm.stats"
 
 
 def _info(name: str, type_: MetricType, help_: str, labels: tuple[str, ...] = ()) -> FamilyInfo:
     return FamilyInfo(name, type_, help_, labels, SOURCE)
 
 
-CURRENT = _info("kamailio_tm_stats_current", "gauge", "Transactions in memory")
-WAITING = _info("kamailio_tm_stats_waiting", "gauge", "Transactions in the wait state")
-TOTAL = _info("kamailio_tm_stats_transactions_total", "counter", "Transactions created")
-LOCAL = _info("kamailio_tm_stats_local_total", "counter", "Transactions created locally")
-RPL_RECEIVED = _info("kamailio_tm_stats_rpl_received_total", "counter", "Replies received")
-RPL_GENERATED = _info(
+CURRENT: Final = _info("kamailio_tm_stats_current", "gauge", "Transactions in memory")
+WAITING: Final = _info("kamailio_tm_stats_waiting", "gauge", "Transactions in the wait state")
+TOTAL: Final = _info("kamailio_tm_stats_transactions_total", "counter", "Transactions created")
+LOCAL: Final = _info("kamailio_tm_stats_local_total", "counter", "Transactions created locally")
+RPL_RECEIVED: Final = _info("kamailio_tm_stats_rpl_received_total", "counter", "Replies received")
+RPL_GENERATED: Final = _info(
     "kamailio_tm_stats_rpl_generated_total", "counter", "Replies generated locally"
 )
-RPL_SENT = _info("kamailio_tm_stats_rpl_sent_total", "counter", "Replies sent")
-CODES = _info(
+RPL_SENT: Final = _info("kamailio_tm_stats_rpl_sent_total", "counter", "Replies sent")
+CODES: Final = _info(
     "kamailio_tm_stats_codes_total",
     "counter",
     "Transactions completed by final reply class",
     ("code",),
 )
-CREATED = _info("kamailio_tm_stats_created_total", "counter", "Transaction cells created")
-FREED = _info("kamailio_tm_stats_freed_total", "counter", "Transaction cells freed")
-DELAYED_FREE = _info(
+CREATED: Final = _info("kamailio_tm_stats_created_total", "counter", "Transaction cells created")
+FREED: Final = _info("kamailio_tm_stats_freed_total", "counter", "Transaction cells freed")
+DELAYED_FREE: Final = _info(
     "kamailio_tm_stats_delayed_free_total", "counter", "Transaction cells freed with a delay"
 )
-FAMILIES = (
+FAMILIES: Final = (
     CURRENT,
     WAITING,
     TOTAL,
@@ -53,7 +54,7 @@ FAMILIES = (
     FREED,
     DELAYED_FREE,
 )
-_FIELDS = (
+_FIELDS: Final = (
     (CURRENT, "current"),
     (WAITING, "waiting"),
     (TOTAL, "total"),
@@ -62,8 +63,8 @@ _FIELDS = (
     (RPL_GENERATED, "rpl_generated"),
     (RPL_SENT, "rpl_sent"),
 )
-_OPTIONAL = ((CREATED, "created"), (FREED, "freed"), (DELAYED_FREE, "delayed_free"))
-_CODES = ("2xx", "3xx", "4xx", "5xx", "6xx")
+_OPTIONAL: Final = ((CREATED, "created"), (FREED, "freed"), (DELAYED_FREE, "delayed_free"))
+_CODES: Final = ("2xx", "3xx", "4xx", "5xx", "6xx")
 
 
 def _calls(options: CollectorOptions) -> list[Call]:
@@ -89,4 +90,4 @@ def _collect(replies: Sequence[Reply], options: CollectorOptions) -> list[Metric
     return nonempty(families)
 
 
-COLLECTOR = Collector("tm", frozenset({"tm.stats"}), _calls, _collect, families=FAMILIES)
+COLLECTOR: Final = Collector("tm", frozenset({"tm.stats"}), _calls, _collect, families=FAMILIES)

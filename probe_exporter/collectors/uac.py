@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Final
 
 from ..binrpc.codec import Fault
 from ..metrics import FamilyInfo, MetricFamily
@@ -24,16 +25,16 @@ from .base import (
     structs,
 )
 
-SOURCE = "uac.reg_dump"
-LABELS = ("l_uuid", "r_username", "r_domain")
-REGISTERED = FamilyInfo(
+SOURCE: Final = "uac.reg_dump"
+LABELS: Final = ("l_uuid", "r_username", "r_domain")
+REGISTERED: Final = FamilyInfo(
     "kamailio_uac_registration_registered",
     "gauge",
     "1 when the outbound registration is registered",
     LABELS,
     SOURCE,
 )
-STATE = FamilyInfo(
+STATE: Final = FamilyInfo(
     "kamailio_uac_registration_state",
     "gauge",
     "The outbound registration's state: one series per state, 1 for the current one",
@@ -42,17 +43,17 @@ STATE = FamilyInfo(
     "state: registered, registering, failed (neither registered nor in progress: rejected, "
     "unanswered or not attempted yet), disabled",
 )
-EXPIRES = FamilyInfo(
+EXPIRES: Final = FamilyInfo(
     "kamailio_uac_registration_expires_seconds",
     "gauge",
     "The expires interval the registration asks for",
     LABELS,
     SOURCE,
 )
-FAMILIES = (REGISTERED, STATE, EXPIRES)
+FAMILIES: Final = (REGISTERED, STATE, EXPIRES)
 _DISABLED, _ONGOING, _ONLINE, _AUTHSENT = 1, 2, 4, 8
-_STATES = ("registered", "registering", "failed", "disabled")
-_NOT_ENABLED = "Not enabled"  # uac loaded without a registrations table
+_STATES: Final = ("registered", "registering", "failed", "disabled")
+_NOT_ENABLED: Final = "Not enabled"  # uac loaded without a registrations table
 
 
 def _calls(options: CollectorOptions) -> list[Call]:
@@ -96,4 +97,6 @@ def _collect(replies: Sequence[Reply], options: CollectorOptions) -> list[Metric
     return nonempty([registered, state, expires])
 
 
-COLLECTOR = Collector("uac", frozenset({"uac.reg_dump"}), _calls, _collect, families=FAMILIES)
+COLLECTOR: Final = Collector(
+    "uac", frozenset({"uac.reg_dump"}), _calls, _collect, families=FAMILIES
+)
