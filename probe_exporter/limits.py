@@ -22,7 +22,6 @@ from typing import TypeVar
 from .binrpc.client import Connection, RepliesTooLarge
 from .binrpc.codec import (
     LimitExceeded,
-    Packet,
     PacketTooLarge,
     Param,
     ProtocolError,
@@ -97,7 +96,17 @@ class ProbeBudget:
         counts: list[int] = []
         try:
             for packet in packets:
-                values, count = await _decode(packet, limits.max_values - self.values)
+                # decode_slices pauses every SLICE_RECORDS records, to let other probes run;
+                # inline, not a coroutine per reply: most replies are decoded in one slice
+                slices = decode_slices(packet.body, limits.max_values - self.values)
+                while True:
+                    try:
+                        next(slices)
+                    except StopIteration as done:
+                        decoded: tuple[list[Value], int] = done.value
+                        break
+                    await asyncio.sleep(0)
+                values, count = decoded
                 self.values += count
                 counts.append(count)
                 replies.append(packet.reply(values))
@@ -130,15 +139,3 @@ class ProbeBudget:
                 f" max_values {self.limits.max_values}"
             )
         return str(exc)
-
-
-async def _decode(packet: Packet, max_values: int) -> tuple[list[Value], int]:
-    """Decodes a reply in slices, letting other probes run between them."""
-    slices = decode_slices(packet.body, max_values)
-    while True:
-        try:
-            next(slices)
-        except StopIteration as done:
-            decoded: tuple[list[Value], int] = done.value
-            return decoded
-        await asyncio.sleep(0)

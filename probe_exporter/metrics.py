@@ -133,6 +133,9 @@ def exposed_names(name: str, type_: str) -> tuple[str, ...]:
 
 # The largest integer a Prometheus sample (a float64) can hold: a larger one does not parse.
 _FLOAT_LIMIT: Final = int(sys.float_info.max)
+# Any int of less than 60 bits fits a float64 too. Compiled, such ints compare inline; against
+# the limit above, a comparison takes the slow path of big ints.
+_SMALL_INT: Final = 1 << 60
 # Samples that OpenMetrics (and a counter's meaning) require to be a non-negative number.
 _COUNT_LIKE: Final = frozenset({"_bucket", "_count", "_sum"})
 
@@ -163,7 +166,7 @@ def drop_bad_samples(families: Iterable[MetricFamily]) -> tuple[int, int]:
     histograms and summaries, their suffixes) are equal.
     """
     duplicates = invalid = 0
-    limit = _FLOAT_LIMIT
+    limit, small = _FLOAT_LIMIT, _SMALL_INT
     for family in families:
         samples = family.samples
         suffixes = family.suffixes
@@ -173,7 +176,9 @@ def drop_bad_samples(families: Iterable[MetricFamily]) -> tuple[int, int]:
             counter = type_ == "counter"
             for _, value in samples:
                 if value.__class__ is int:
-                    if -limit <= value <= limit and (not counter or value >= 0):
+                    if (-small < value < small or -limit <= value <= limit) and (
+                        not counter or value >= 0
+                    ):
                         continue
                 elif value.__class__ is float and (not counter or value >= 0):
                     continue

@@ -50,12 +50,15 @@ class ProbeLogCapture:
     def __init__(self, started: float) -> None:
         # A line is kept as an _Entry until read, then replaced by its record.
         self._kept: list[_Entry | logging.LogRecord] = []
+        self._highest = logging.NOTSET  # the highest level kept
         # Wall-clock time of the probe's start (`started` is time.monotonic()), to which each
         # line's time is relative.
         self._started = time.time() - (time.monotonic() - started)
 
     def keep(self, level: int, msg: str, args: tuple[object, ...], context: dict[str, str]) -> None:
         self._kept.append((level, time.time(), _cut_message(msg), _cut_arguments(args), context))
+        if level > self._highest:
+            self._highest = level
 
     @property
     def records(self) -> list[logging.LogRecord]:
@@ -77,7 +80,7 @@ class ProbeLogCapture:
         """Passes the records on to the process log, those `--log.prober` lets through;
         `quiet` passes them at debug (a failure already reported)."""
         enabled = PROBE_LOG.isEnabledFor
-        if not any(enabled(logging.DEBUG if quiet else _level(item)) for item in self._kept):
+        if not self._kept or not enabled(logging.DEBUG if quiet else self._highest):
             return  # the usual case: none is, and no record need be made
         for record in self.records:
             level = logging.DEBUG if quiet else record.levelno
@@ -87,10 +90,6 @@ class ProbeLogCapture:
                 record = logging.makeLogRecord(record.__dict__)
                 record.levelno, record.levelname = level, logging.getLevelName(level)
             PROBE_LOG.handle(record)
-
-
-def _level(item: _Entry | logging.LogRecord) -> int:
-    return item[0] if isinstance(item, tuple) else item.levelno
 
 
 def _record(

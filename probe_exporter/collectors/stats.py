@@ -630,11 +630,13 @@ def _collect(replies: Sequence[Reply], reserved: frozenset[str]) -> list[MetricF
             bad_values += 1
             continue
         value = int(raw)
-        if value >= INT64:
-            bad_values += 1
-            continue
-        if gauge and value >= INT63:
-            value -= INT64
+        # 18 digits or fewer: below 2**63, without the comparisons of big ints (slow compiled)
+        if len(raw) > 18:
+            if value >= INT64:
+                bad_values += 1
+                continue
+            if gauge and value >= INT63:
+                value -= INT64
         if kind == FIXED:
             for index, labels in targets:
                 family = slots[index]
