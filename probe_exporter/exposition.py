@@ -92,7 +92,7 @@ _om_layouts: dict[str, _Layout] = {}
 
 def format_value(value: SampleValue) -> str:
     """A sample value as Prometheus parses it: ints without a fraction, +Inf, -Inf, NaN."""
-    if value.__class__ is int:
+    if type(value) is int:
         return str(value)
     if isinstance(value, int):  # bool and other int subclasses
         return str(int(value))
@@ -143,11 +143,10 @@ def _render(
     """The lines of every family: one loop, as a probe renders about a hundred families and
     most hold a single sample, so per-family calls would cost more than the samples."""
     out: list[str] = []
-    append = out.append
-    cached = layouts.get
+    # out.append and layouts.get, not bound to locals: compiled, these are direct C calls
     value: object
     for family in families:
-        layout = cached(family.name)
+        layout = layouts.get(family.name)
         if (
             layout is None
             or layout.type != family.type
@@ -156,7 +155,7 @@ def _render(
             or layout.openmetrics_unknown != family.openmetrics_unknown
         ):
             layout = new_layout(family)
-        append(layout.header)
+        out.append(layout.header)
         if family.suffixes is not None and family.type in SUFFIXED_TYPES:
             _render_suffixed(out, family, layout)
             continue
@@ -164,15 +163,15 @@ def _render(
         width = len(family.labelnames)
         if width == 0:
             for _, value in family.samples:
-                append(f"{prefix}{value if value.__class__ is int else format_value(value)}\n")
+                out.append(f"{prefix}{value if type(value) is int else format_value(value)}\n")
         elif width == 1:
             for values, value in family.samples:
                 first = values[0]
                 if "\\" in first or '"' in first or "\n" in first:
                     first = _escape_label_value(first)
-                append(
+                out.append(
                     f"{prefix}{first}{middle}"
-                    f"{value if value.__class__ is int else format_value(value)}\n"
+                    f"{value if type(value) is int else format_value(value)}\n"
                 )
         elif width == 2:
             separator = layout.separator
@@ -181,9 +180,9 @@ def _render(
                 joined = first + second
                 if "\\" in joined or '"' in joined or "\n" in joined:
                     first, second = _escape_label_value(first), _escape_label_value(second)
-                append(
+                out.append(
                     f"{prefix}{first}{separator}{second}{middle}"
-                    f"{value if value.__class__ is int else format_value(value)}\n"
+                    f"{value if type(value) is int else format_value(value)}\n"
                 )
         else:
             line = layout.line
@@ -191,7 +190,7 @@ def _render(
                 joined = "".join(values)
                 if "\\" in joined or '"' in joined or "\n" in joined:
                     values = tuple(map(_escape_label_value, values))
-                append(line % (*values, value if value.__class__ is int else format_value(value)))
+                out.append(line % (*values, value if type(value) is int else format_value(value)))
     return out
 
 

@@ -30,7 +30,7 @@ from .binrpc.codec import (
     Value,
     decode_slices,
 )
-from .metrics import MetricFamily
+from .metrics import MetricFamily, sample_count
 
 T = TypeVar("T")
 
@@ -118,7 +118,7 @@ class ProbeBudget:
     def count_samples(self, families: Sequence[MetricFamily]) -> str | None:
         """Counts samples to add to the output; when they would take it past max_samples,
         says so instead (and counts none)."""
-        samples = self.samples + sum(len(family.samples) for family in families)
+        samples = self.samples + sample_count(families)
         if samples > self.limits.max_samples:
             return f"{samples} samples exceed max_samples {self.limits.max_samples}"
         self.samples = samples

@@ -131,6 +131,14 @@ def exposed_names(name: str, type_: str) -> tuple[str, ...]:
     return (name,)
 
 
+def sample_count(families: Iterable[MetricFamily]) -> int:
+    """How many samples the families hold (compiled: a probe counts its samples more than once)."""
+    count = 0
+    for family in families:
+        count += len(family.samples)
+    return count
+
+
 # The largest integer a Prometheus sample (a float64) can hold: a larger one does not parse.
 _FLOAT_LIMIT: Final = int(sys.float_info.max)
 # Any int of less than 60 bits fits a float64 too. Compiled, such ints compare inline; against
@@ -141,7 +149,7 @@ _COUNT_LIKE: Final = frozenset({"_bucket", "_count", "_sum"})
 
 
 def _valid(value: SampleValue, type_: str, suffix: str) -> bool:
-    if value.__class__ is int:
+    if type(value) is int:
         if not -_FLOAT_LIMIT <= value <= _FLOAT_LIMIT:
             return False
     elif not isinstance(value, int | float):
@@ -175,12 +183,12 @@ def drop_bad_samples(families: Iterable[MetricFamily]) -> tuple[int, int]:
             # the common case, inline (a probe has a few hundred samples): nothing to drop
             counter = type_ == "counter"
             for _, value in samples:
-                if value.__class__ is int:
+                if type(value) is int:
                     if (-small < value < small or -limit <= value <= limit) and (
                         not counter or value >= 0
                     ):
                         continue
-                elif value.__class__ is float and (not counter or value >= 0):
+                elif type(value) is float and (not counter or value >= 0):
                     continue
                 break
             else:

@@ -39,6 +39,7 @@ from .exposition import negotiate, render_text
 from .failurelog import FailureLog, RefusalLog
 from .history import ProbeHistory
 from .limits import INLINE_SAMPLES, offload
+from .metrics import sample_count
 from .pool import ConnectionPool, PoolStats
 from .probe import (
     Prober,
@@ -267,7 +268,7 @@ class Exporter:
         self.metrics.observe_probe(result.module, result.success, result.duration)
         self.failures.forward(result)
         renderer, content_type = (render_text, "") if debug else negotiate(accept)
-        if sum(len(family.samples) for family in result.families) > INLINE_SAMPLES:
+        if sample_count(result.families) > INLINE_SAMPLES:
             payload = await offload(renderer, result.families)
         else:
             payload = renderer(result.families)

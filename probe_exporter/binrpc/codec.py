@@ -16,7 +16,7 @@ import enum
 import functools
 import math
 import random
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
@@ -286,7 +286,7 @@ def _encode_value(out: bytearray, value: Value, depth: int) -> None:
 def encode_request(method: str, params: Sequence[Param] = (), cookie: int = 0) -> bytes:
     """A request packet: the method as STR, then each parameter as INT, STR or DOUBLE."""
     for param in params:
-        if param.__class__ is not str:
+        if type(param) is not str:
             body = _request_body(method, tuple(params))
             break
     else:
@@ -334,8 +334,18 @@ def _body_error(what: str, offset: int) -> ProtocolError:
 _TYPE_NAMES: Final = ("INT", "STR", "DOUBLE", "STRUCT", "ARRAY", "AVP", "BYTES")
 
 
-def _utf8_replace(raw: bytes) -> str:
-    return raw.decode("utf-8", "replace")
+def _text(raw: bytes, strict: bool) -> str:
+    # Compiled, both decodes are direct C calls; a decode function passed in would not be.
+    return raw.decode() if strict else raw.decode("utf-8", "replace")
+
+
+def _uint(data: bytes, start: int, stop: int) -> int:
+    """The big-endian unsigned int in data[start:stop]: compiled, a loop of inline operations,
+    where int.from_bytes is a generic call. IndexError when the body ends before `stop`."""
+    value = 0
+    for index in range(start, stop):
+        value = (value << 8) | data[index]
+    return value
 
 
 def decode_values(body: bytes | bytearray | memoryview) -> list[Value]:
@@ -366,13 +376,13 @@ def decode_slices(
     limit = len(data) if max_records is None else max_records  # never more records than bytes
     try:
         # strict UTF-8 is the fast case; the rare undecodable body is decoded again
-        return (yield from _decode(data, bytes.decode, limit))
+        return (yield from _decode(data, True, limit))
     except UnicodeDecodeError:
-        return (yield from _decode(data, _utf8_replace, limit))
+        return (yield from _decode(data, False, limit))
 
 
 def _decode(
-    data: bytes, text: Callable[[bytes], str], limit: int
+    data: bytes, strict: bool, limit: int
 ) -> Generator[None, None, tuple[list[Value], int]]:
     """One pass over `data`, no recursion: open containers live on an explicit stack.
     Pauses every SLICE_RECORDS records; raises LimitExceeded past `limit` records.
@@ -384,7 +394,6 @@ def _decode(
     record truncated at `pos`; every slice end is checked against `end`.
     """
     end = len(data)
-    from_bytes = int.from_bytes
     top: list[Value] = []
     items: list[Any] = top  # the open container's list: struct members or plain values
     in_struct = False
@@ -417,8 +426,8 @@ def _decode(
                     q = p + (t >> 4)
                 else:
                     p = pos + 1 + ((t >> 4) & 7)
-                    q = p + from_bytes(data[pos + 1 : p])
-                name = text(data[p : q - 1]) if q > p else ""
+                    q = p + _uint(data, pos + 1, p)
+                name = _text(data[p : q - 1], strict) if q > p else ""
                 t = data[q]  # the value's type byte; IndexError when the AVP ends the body
                 pos = q
                 if t == 0x91:  # STR with a 1-byte length
@@ -426,7 +435,7 @@ def _decode(
                     q = p + data[pos + 1]
                     if q > end:
                         raise _body_error("STR overruns the body", pos)
-                    items.append((name, text(data[p : q - 1]) if q > p else ""))
+                    items.append((name, _text(data[p : q - 1], strict) if q > p else ""))
                     pos = q
                     continue
                 if t & 0x8F == 0x01:  # STR with its size inline
@@ -434,7 +443,7 @@ def _decode(
                     q = p + (t >> 4)
                     if q > end:
                         raise _body_error("STR overruns the body", pos)
-                    items.append((name, text(data[p : q - 1]) if q > p else ""))
+                    items.append((name, _text(data[p : q - 1], strict) if q > p else ""))
                     pos = q
                     continue
                 if t & 0x8F == 0x00:  # INT with its size inline
@@ -445,7 +454,7 @@ def _decode(
                         q = pos + 1 + (t >> 4)
                         if q > end:
                             raise _body_error("INT overruns the body", pos)
-                        number = from_bytes(data[pos + 1 : q])
+                        number = _uint(data, pos + 1, q)
                         if number > 0x7FFFFFFF:  # signed 32-bit, low 32 bits as Kamailio reads
                             number &= 0xFFFFFFFF
                             if number > 0x7FFFFFFF:
@@ -457,7 +466,7 @@ def _decode(
                     q = pos + 1 + (t >> 4)
                     if q > end:
                         raise _body_error("DOUBLE overruns the body", pos)
-                    items.append((name, from_bytes(data[pos + 1 : q]) / 1000))
+                    items.append((name, _uint(data, pos + 1, q) / 1000))
                     pos = q
                     continue
                 # any other value: the general path below, named by `name`
@@ -471,7 +480,7 @@ def _decode(
                 q = pos + 1 + n
                 if q > end:
                     raise _body_error(f"DOUBLE of {n} bytes overruns the body", pos)
-                fixed = from_bytes(data[pos + 1 : q])
+                fixed = _uint(data, pos + 1, q)
                 if n == 8 and fixed > INT64_MAX:
                     fixed -= 1 << 64
                 value = fixed / 1000
@@ -515,7 +524,7 @@ def _decode(
                     p = pos + 1 + size
                     if p > end:
                         raise _body_error(f"length field of {size} bytes overruns the body", pos)
-                    n = from_bytes(data[pos + 1 : p])
+                    n = _uint(data, pos + 1, p)
                 else:
                     p = pos + 1
                     n = t >> 4
@@ -525,9 +534,9 @@ def _decode(
                 if typ == T_STR:
                     # the last byte is the NUL terminator; a reversed slice, empty in Python, is
                     # an error compiled (mypyc), hence the test
-                    value = text(data[p : q - 1]) if q > p else ""
+                    value = _text(data[p : q - 1], strict) if q > p else ""
                 elif typ == T_INT:
-                    value = from_bytes(data[p:q]) & 0xFFFFFFFF  # Kamailio keeps the low 32 bits
+                    value = _uint(data, p, q) & 0xFFFFFFFF  # Kamailio keeps the low 32 bits
                     if value > INT32_MAX:
                         value -= 1 << 32
                 else:

@@ -578,7 +578,7 @@ def _stat_members(replies: Sequence[Reply]) -> tuple[list[tuple[str | None, Valu
 
 def _value(raw: Value, gauge: bool) -> int | None:
     """A `%lu` statistic; None when it is not one (int() would take " 7 ", "1_000", "+7"...)."""
-    if raw.__class__ is not str or not (raw.isascii() and raw.isdigit()):
+    if type(raw) is not str or not (raw.isascii() and raw.isdigit()):
         return None
     value = int(raw)
     if value >= INT64:
@@ -626,7 +626,7 @@ def _collect(replies: Sequence[Reply], reserved: frozenset[str]) -> list[MetricF
             scripted.append((named, gauge, raw))
             continue
         # inline _value(): this loop runs for every statistic of every probe
-        if raw.__class__ is not str or not (raw.isascii() and raw.isdigit()):
+        if type(raw) is not str or not (raw.isascii() and raw.isdigit()):
             bad_values += 1
             continue
         value = int(raw)
