@@ -1,9 +1,8 @@
 """Rendering of metric families: Prometheus text 0.0.4 and OpenMetrics 1.0.0.
 
-Built for a probe's few hundred samples per request: per family name, the header and a `%`
-template with the sample name and label names are built once and cached; each sample is one
-`%` with its label values (escaped only when they need it) and value, and the output is joined
-once.
+Built for a probe's few hundred samples per request: per family name, the header and the
+constant parts of a sample line are built once and cached; each sample adds those parts, its
+label values (escaped only when they need it) and its value to one list of pieces, joined once.
 """
 
 from __future__ import annotations
@@ -34,21 +33,19 @@ _OM_TYPES: Final = {"untyped": "unknown"}
 class _Layout:
     """What a family renders as, apart from its samples: built once per family name.
 
-    A sample line of up to two labels is an f-string of the constant parts around the label
-    values and the value (`prefix`, `separator`, `middle`), a third cheaper than a `%` template;
-    families with more labels, and histogram and summary samples, use the templates.
+    A sample is written as the constant parts around its label values and value (`prefix`,
+    `separators`, `middle`); histogram and summary samples use `%` templates.
     """
 
     __slots__ = (
         "header",
         "help",
         "labelnames",
-        "line",
         "middle",
         "openmetrics_unknown",
         "prefix",
         "sample_name",
-        "separator",
+        "separators",
         "templates",
         "type",
     )
@@ -62,14 +59,15 @@ class _Layout:
         self.sample_name = sample_name
         # `name{a="%s",b="%s"} %s\n` per sample name (a histogram has three)
         self.templates: dict[str, str] = {}
-        self.line = self.template(sample_name, labelnames)  # every sample but suffixed ones
         # name{a="<value>",b="<value>"} <value>
+        # separators[i] goes before the i-th label value (separators[0], before the first, is
+        # part of the prefix)
+        self.separators = tuple(f'",{label}="' for label in labelnames)
         if labelnames:
             self.prefix = f'{sample_name}{{{labelnames[0]}="'
-            self.separator = f'",{labelnames[1]}="' if len(labelnames) > 1 else ""
             self.middle = '"} '
         else:
-            self.prefix, self.separator, self.middle = f"{sample_name} ", "", ""
+            self.prefix, self.middle = f"{sample_name} ", ""
 
     def template(self, sample_name: str, labelnames: tuple[str, ...]) -> str:
         template = self.templates.get(sample_name)
@@ -159,38 +157,39 @@ def _render(
         if family.suffixes is not None and family.type in SUFFIXED_TYPES:
             _render_suffixed(out, family, layout)
             continue
+        # Each sample's pieces go into `out` as they are: the one join at the end copies them
+        # once, where a line built per sample would be copied twice and freed.
         prefix, middle = layout.prefix, layout.middle
         width = len(family.labelnames)
         if width == 0:
             for _, value in family.samples:
-                out.append(f"{prefix}{value if type(value) is int else format_value(value)}\n")
+                out.append(prefix)
+                out.append(str(value) if type(value) is int else format_value(value))
+                out.append("\n")
         elif width == 1:
             for values, value in family.samples:
                 first = values[0]
                 if "\\" in first or '"' in first or "\n" in first:
                     first = _escape_label_value(first)
-                out.append(
-                    f"{prefix}{first}{middle}"
-                    f"{value if type(value) is int else format_value(value)}\n"
-                )
-        elif width == 2:
-            separator = layout.separator
-            for values, value in family.samples:
-                first, second = values[0], values[1]
-                joined = first + second
-                if "\\" in joined or '"' in joined or "\n" in joined:
-                    first, second = _escape_label_value(first), _escape_label_value(second)
-                out.append(
-                    f"{prefix}{first}{separator}{second}{middle}"
-                    f"{value if type(value) is int else format_value(value)}\n"
-                )
+                out.append(prefix)
+                out.append(first)
+                out.append(middle)
+                out.append(str(value) if type(value) is int else format_value(value))
+                out.append("\n")
         else:
-            line = layout.line
+            separators = layout.separators
             for values, value in family.samples:
                 joined = "".join(values)
                 if "\\" in joined or '"' in joined or "\n" in joined:
                     values = tuple(map(_escape_label_value, values))
-                out.append(line % (*values, value if type(value) is int else format_value(value)))
+                out.append(prefix)
+                out.append(values[0])
+                for index in range(1, width):
+                    out.append(separators[index])
+                    out.append(values[index])
+                out.append(middle)
+                out.append(str(value) if type(value) is int else format_value(value))
+                out.append("\n")
     return out
 
 
