@@ -69,9 +69,12 @@ class MetricFamily:
         self.samples.append((tuple(labelvalues), value))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class FamilyInfo:
     """Documentation of one family: METRICS.md is generated from these.
+
+    Compared and hashed by identity (each is one module constant): collectors key their
+    families by it, and a hash of every field costs more than the lookup.
 
     `name` is exact, or a pattern with <placeholders> for families named from Kamailio's
     data (statistics); `source` names the RPC the values come from; `note` is free text for
