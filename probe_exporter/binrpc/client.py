@@ -296,7 +296,7 @@ class Connection(abc.ABC):
         if not calls:
             return []
         limit = self._timeout if timeout is None else timeout
-        deadline = asyncio.get_running_loop().time() + limit
+        deadline = self._protocol.loop.time() + limit
         # Waiting for another caller's batch counts against this batch's deadline; running out
         # while waiting leaves the connection as it is.
         try:
