@@ -1183,14 +1183,22 @@ def test_default_spreads_replicas_over_nodes_and_sizes_resources() -> None:
         "requests": {"cpu": "100m", "memory": "96Mi"},
         "limits": {"memory": "192Mi"},
     }
-    # The figures the sizing rests on are those of BENCHMARKS.md.
+    # The figures the sizing rests on are those of BENCHMARKS.md, as the chart quotes them.
     benchmarks = (ROOT / "BENCHMARKS.md").read_text()
-    assert "| RSS after the fleet run (5,000 targets pooled) | 84.1 MiB |" in benchmarks
-    values_text = (CHART / "values.yaml").read_text()
-    assert "84 MiB with 5,000" in values_text
-    assert "3.0 ms per full-set probe" in values_text
-    assert re.search(r"\| 100 \| 15 s \| [^|]+ \| [^|]+ \| [^|]+ \| 3\.0\d\d \|", benchmarks)
-    assert re.search(r"\| 1,000 \| 15 s \| [^|]+ \| [^|]+ \| [^|]+ \| 2\.6\d\d \|", benchmarks)
+    comment = re.sub(r"\s*\n\s*#\s*", " ", (CHART / "values.yaml").read_text())
+    rss = re.search(
+        r"\| RSS after the fleet run \(5,000 targets pooled\) \| ([\d.]+) MiB \|", benchmarks
+    )
+    assert rss is not None
+    assert f"{float(rss[1]):.0f} MiB with 5,000" in comment
+    paced = {
+        targets: float(cpu)
+        for targets, cpu in re.findall(
+            r"^\| ([\d,]+) \| 15 s \| [^|]+ \| [^|]+ \| [^|]+ \| ([\d.]+) \|", benchmarks, re.M
+        )
+    }
+    assert f"{paced['100']:.1f} ms per full-set probe at 100 targets" in comment
+    assert f"{paced['1,000']:.1f} ms at 1,000" in comment
 
 
 ADDRESSES_OK = [
