@@ -21,7 +21,9 @@ import atexit
 import contextlib
 import ctypes
 import glob
+import itertools
 import os
+import random
 import re
 import shutil
 import signal
@@ -31,7 +33,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -121,6 +123,40 @@ def find_modules_dir(root: Path | None = None) -> Path | None:
     return None
 
 
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (net.ipv4.ip_local_port_range)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+# Ports handed out in this process: an instance keeps its ports across restarts, and two
+# instances of one test are given distinct ones even before either has bound them.
+_HANDED_OUT: set[int] = set()
+
+
+def _candidate_ports() -> Iterator[int]:
+    """Ports below the ephemeral range first: the kernel gives ephemeral ports to outgoing
+    connections (the exporter's, Prometheus'...), and one of those could take a port between
+    its choice here and Kamailio's bind ("Address already in use"). Then any free port."""
+    low = _ephemeral_low()
+    if low > 12288:
+        for _ in range(200):
+            yield random.randrange(10240, low)
+    yield from itertools.repeat(0, 100)
+
+
+def _bound(kind: socket.SocketKind, port: int) -> socket.socket | None:
+    sock = socket.socket(socket.AF_INET, kind)
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError:
+        sock.close()
+        return None
+    return sock
+
+
 def free_ports(*kinds: str) -> list[int]:
     """Free 127.0.0.1 ports, one per kind: "tcp", "udp" or "both" (the same number on both).
 
@@ -130,26 +166,29 @@ def free_ports(*kinds: str) -> list[int]:
     ports: list[int] = []
     try:
         for kind in kinds:
-            for _ in range(100):
-                first = socket.socket(
-                    socket.AF_INET, socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREAM
-                )
-                first.bind(("127.0.0.1", 0))
-                port: int = first.getsockname()[1]
-                held.append(first)
-                if kind != "both":
-                    break
-                second = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                try:
-                    second.bind(("127.0.0.1", port))
-                except OSError:
-                    second.close()
+            types = {
+                "tcp": (socket.SOCK_STREAM,),
+                "udp": (socket.SOCK_DGRAM,),
+                "both": (socket.SOCK_STREAM, socket.SOCK_DGRAM),
+            }[kind]
+            for candidate in _candidate_ports():
+                if candidate in _HANDED_OUT:
                     continue
-                held.append(second)
-                break
+                first = _bound(types[0], candidate)
+                if first is None:
+                    continue
+                held.append(first)
+                port: int = first.getsockname()[1]
+                if port in _HANDED_OUT:
+                    continue
+                others = [_bound(other, port) for other in types[1:]]
+                held.extend(sock for sock in others if sock is not None)
+                if None not in others:
+                    break
             else:
-                raise HarnessError("no free port usable for both TCP and UDP")
+                raise HarnessError(f"no free {kind} port")
             ports.append(port)
+            _HANDED_OUT.add(port)
     finally:
         for sock in held:
             sock.close()
