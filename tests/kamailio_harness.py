@@ -599,15 +599,17 @@ class Sipp:
         return run
 
     def _wait_listening(self, process: subprocess.Popen[bytes], port: int) -> None:
-        """Waits until a sipp server has bound its UDP port (bounded)."""
+        """Waits until a sipp server has bound its UDP port (bounded). Looks in the kernel's
+        socket table: binding the port to see whether it is taken would, for that moment, take
+        it from sipp, which then exits with a bind error (254)."""
+        bound = f"0100007F:{port:04X}"  # 127.0.0.1:port as /proc/net/udp writes it
         deadline = time.monotonic() + 5.0
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise HarnessError(f"sipp UAS exited with {process.returncode}")
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-                try:
-                    probe.bind(("127.0.0.1", port))
-                except OSError:
+                log = (self.workdir / "uas.out").read_text(errors="replace")[-2000:]
+                raise HarnessError(f"sipp UAS exited with {process.returncode}:\n{log}")
+            with open("/proc/net/udp") as table:
+                if any(line.split()[1] == bound for line in table.readlines()[1:]):
                     return
             time.sleep(0.02)
         raise HarnessError(f"sipp UAS not listening on udp:127.0.0.1:{port}")
