@@ -144,8 +144,9 @@ def sample_count(families: Iterable[MetricFamily]) -> int:
 
 # The largest integer a Prometheus sample (a float64) can hold: a larger one does not parse.
 _FLOAT_LIMIT: Final = int(sys.float_info.max)
-# Any int of less than 60 bits fits a float64 too. Compiled, such ints compare inline; against
-# the limit above, a comparison takes the slow path of big ints.
+# Ints below 2**60 are within a float64's range, and compiled they compare inline: a comparison
+# with the limit above takes the slow path of big ints, so the values are checked against this
+# bound first.
 _SMALL_INT: Final = 1 << 60
 # Samples that OpenMetrics (and a counter's meaning) require to be a non-negative number.
 _COUNT_LIKE: Final = frozenset({"_bucket", "_count", "_sum"})
