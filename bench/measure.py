@@ -167,6 +167,26 @@ class Exporter:
         self.child.stop()
 
 
+def replay_child(
+    workdir: Path, name: str, targets: int, captures: Sequence[Path], max_seconds: int
+) -> Child:
+    """bench/replay_server.py serving `targets` simulated Kamailios over TCP, as a child; it
+    prints `addresses <file>` once they listen (benchlib.wait_for_line)."""
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve().parent / "replay_server.py"),
+        "--tcp",
+        str(targets),
+        "--addresses-out",
+        str(workdir / f"{name}-addresses.txt"),
+        "--max-seconds",
+        str(max_seconds),
+    ]
+    for directory in captures:
+        command += ["--captures", str(directory)]
+    return Child(command, workdir / f"{name}.log", stdout_pipe=True)
+
+
 def source_env(source: Path | None = None) -> dict[str, str] | None:
     """The environment of a child that imports probe_exporter from `source` (by default
     Exporter.default_source); None (inherit) for the venv's installed package."""

@@ -65,6 +65,7 @@ from measure import (
     probe_check,
     probe_runner,
     raw_call,
+    replay_child,
     sample_count,
     source_env,
     stopping,
@@ -297,25 +298,9 @@ def versions_fleet(options: Options, workdir: Path, captures: list[Path]) -> dic
     both probe the same simulated Kamailios in the same window."""
     assert options.before is not None
     n = min(max(options.fleet), 1000)
-    command = [
-        sys.executable,
-        str(BENCH / "replay_server.py"),
-        "--tcp",
-        str(n),
-        "--addresses-out",
-        str(workdir / "addresses-versions.txt"),
-        "--max-seconds",
-        "3600",
-    ]
-    for directory in captures:
-        command += ["--captures", str(directory)]
-    replay = Child(command, workdir / "replay-versions.log", stdout_pipe=True)
+    replay = replay_child(workdir, "replay-versions", n, captures, 3600)
     with stopping(replay):
-        addresses = Path(wait_for_line(replay, "addresses", 120)).read_text().split()
-        names = [f"kam{index:05}" for index in range(len(addresses))]
-        (workdir / "targets.txt").write_text("\n".join(names) + "\n")
-        pool = f"[pool]\nidle_ttl = 300.0\nmax_connections = {max(1024, 2 * n)}\n"
-        config = modules_config(list(zip(names, addresses, strict=True)), pool)
+        config = fleet_config(workdir, replay)
         exporters = {
             "before": Exporter(workdir, "fleet-before", config, source=options.before),
             "after": Exporter(workdir, "fleet-after", config),
@@ -407,29 +392,21 @@ def live_captures(kamailio: KamailioInstance, directory: Path) -> int:
     return len(calls)
 
 
+def fleet_config(workdir: Path, replay: Child) -> str:
+    """The exporter's config for every target of a replay server (named kam00000...), whose
+    names also go to targets.txt for the load generator."""
+    addresses = Path(wait_for_line(replay, "addresses", 120)).read_text().split()
+    names = [f"kam{index:05}" for index in range(len(addresses))]
+    (workdir / "targets.txt").write_text("\n".join(names) + "\n")
+    pool = f"[pool]\nidle_ttl = 300.0\nmax_connections = {max(1024, 2 * len(names))}\n"
+    return modules_config(list(zip(names, addresses, strict=True)), pool)
+
+
 def fleet(options: Options, workdir: Path, captures: list[Path]) -> dict[str, Any]:
     largest = max(options.fleet)
-    command = [
-        sys.executable,
-        str(BENCH / "replay_server.py"),
-        "--tcp",
-        str(largest),
-        "--addresses-out",
-        str(workdir / "addresses.txt"),
-        "--max-seconds",
-        "3600",
-    ]
-    for directory in captures:
-        command += ["--captures", str(directory)]
-    replay = Child(command, workdir / "replay.log", stdout_pipe=True)
+    replay = replay_child(workdir, "replay", largest, captures, 3600)
     with stopping(replay):
-        addresses = Path(wait_for_line(replay, "addresses", 120)).read_text().split()
-        names = [f"kam{index:05}" for index in range(len(addresses))]
-        (workdir / "targets.txt").write_text("\n".join(names) + "\n")
-        pool = f"[pool]\nidle_ttl = 300.0\nmax_connections = {max(1024, 2 * largest)}\n"
-        exporter = Exporter(
-            workdir, "fleet", modules_config(list(zip(names, addresses, strict=True)), pool)
-        )
+        exporter = Exporter(workdir, "fleet", fleet_config(workdir, replay))
         with stopping(exporter):
             exporter.wait_ready(60)
             time.sleep(1.0)
@@ -512,7 +489,7 @@ def fleet(options: Options, workdir: Path, captures: list[Path]) -> dict[str, An
                 "rss_after_mib": read_proc(exporter.pid).rss_mib,
                 "profile": profile,
                 "paced_profile": paced_profile,
-                "config_targets": len(names),
+                "config_targets": largest,
             }
 
 

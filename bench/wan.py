@@ -29,6 +29,7 @@ from measure import (
     modules_config,
     probe_check,
     probe_runner,
+    replay_child,
     stopping,
 )
 
@@ -126,19 +127,7 @@ class ProxyLink:
     def __init__(self, workdir: Path, captures: list[Path]) -> None:
         self.children: list[Child] = []
         try:
-            command = [
-                sys.executable,
-                str(BENCH / "replay_server.py"),
-                "--tcp",
-                "1",
-                "--addresses-out",
-                str(workdir / "wan-address.txt"),
-                "--max-seconds",
-                "900",
-            ]
-            for directory in captures:
-                command += ["--captures", str(directory)]
-            replay = Child(command, workdir / "wan-replay.log", stdout_pipe=True)
+            replay = replay_child(workdir, "wan-replay", 1, captures, 900)
             self.children.append(replay)
             upstream = Path(wait_for_line(replay, "addresses", 30)).read_text().split()[0]
             proxy = Child(

@@ -164,7 +164,7 @@ def _render(
         if width == 0:
             for _, value in family.samples:
                 out.append(prefix)
-                out.append(str(value) if type(value) is int else format_value(value))
+                out.append(format_value(value))
                 out.append("\n")
         elif width == 1:
             for values, value in family.samples:
@@ -174,7 +174,7 @@ def _render(
                 out.append(prefix)
                 out.append(first)
                 out.append(middle)
-                out.append(str(value) if type(value) is int else format_value(value))
+                out.append(format_value(value))
                 out.append("\n")
         else:
             separators = layout.separators
@@ -188,7 +188,7 @@ def _render(
                     out.append(separators[index])
                     out.append(values[index])
                 out.append(middle)
-                out.append(str(value) if type(value) is int else format_value(value))
+                out.append(format_value(value))
                 out.append("\n")
     return out
 

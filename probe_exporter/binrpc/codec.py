@@ -285,12 +285,9 @@ def _encode_value(out: bytearray, value: Value, depth: int) -> None:
 
 def encode_request(method: str, params: Sequence[Param] = (), cookie: int = 0) -> bytes:
     """A request packet: the method as STR, then each parameter as INT, STR or DOUBLE."""
-    for param in params:
-        if type(param) is not str:
-            body = _request_body(method, tuple(params))
-            break
-    else:
-        body = _cached_request_body(method, tuple(params))
+    values = tuple(params)
+    cached = all(type(param) is str for param in values)
+    body = (_cached_request_body if cached else _request_body)(method, values)
     return _header(PacketType.REQUEST, len(body), cookie) + body
 
 
